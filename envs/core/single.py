@@ -1,0 +1,64 @@
+"""A single-episode Gymnasium env over a :class:`HierarchicalVectorEnv` with ``num_envs=1``.
+
+Single == batched by construction: the single env is the batched env with N = 1, and its
+``np_random`` is handed over as that episode's generator at reset.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from envs.core.vector import HierarchicalVectorEnv, SubPolicy
+
+
+class HierarchicalEnv(gym.Env):
+    """Base of single main-agent envs. Subclasses set ``vector_class``.
+
+    ``reset(seed=s, options={"query": q})``; ``step(action)`` with ``action`` ``(n_comp,)``.
+    The final ``info`` holds ``correct``, ``format_ok``, ``calls`` (role -> d_k),
+    ``category_errors``, ``sim_time``, ``turns``, ``query`` and ``sub_trajectories``;
+    earlier steps return ``info = {}``.
+    """
+
+    vector_class: ClassVar[type[HierarchicalVectorEnv]]
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.vec = self.vector_class(num_envs=1, **kwargs)
+        self.observation_space = self.vec.single_observation_space
+        self.action_space = self.vec.single_action_space
+        self.text = self.vec.text
+        self.subagent_roles = self.vec.subagent_roles
+        self.subagent_spaces = self.vec.subagent_spaces
+        self._row = np.zeros(1, dtype=np.int64)
+
+    def set_subagent(self, role: str, policy: SubPolicy | None) -> None:
+        """See :meth:`HierarchicalVectorEnv.set_subagent`."""
+        self.vec.set_subagent(role, policy)
+
+    def subagent_env(self, role: str) -> gym.Env:
+        """See :meth:`HierarchicalVectorEnv.subagent_env`."""
+        return self.vec.subagent_env(role)
+
+    @staticmethod
+    def _first(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: v[0] for k, v in obs.items()}
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        super().reset(seed=seed)
+        q = None if options is None else options.get("query")
+        if q is not None and (int(q) < 0 or int(q) != q):
+            raise ValueError(f'options["query"] must be a non-negative int, got {q!r}')
+        queries = None if q is None else np.array([int(q)], dtype=np.int64)
+        self.vec._reset_rows(self._row, [self.np_random], queries)
+        return self._first(self.vec._obs()), {}
+
+    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict[str, Any]]:
+        obs, rew, term, trunc, _ = self.vec.step(np.asarray(action)[None])
+        info = self.vec.final_infos[0] if self.vec.done[0] else {}
+        return self._first(obs), float(rew[0]), bool(term[0]), bool(trunc[0]), dict(info or {})

@@ -1,0 +1,482 @@
+"""The hierarchical engine: a numpy ``VectorEnv`` stepping N main episodes with embedded sub-agents.
+
+Subclass :class:`HierarchicalVectorEnv` for a task (see ``envs/PROTOCOL.md``). The engine owns
+episode bookkeeping (turns, format flag f_M, calls d_k per role, simulated time, sub-trajectory
+records), per-episode random generators with their pre-drawn arrays, action validation and
+masking, running delegated sub-agent episodes in batches, flat mode and the final ``info``.
+
+Batched == single: all randomness of episode ``i`` comes from its own generator, seeded at reset
+and drawn at reset into fixed arrays (``_u_main``, ``_z_main``, ``_u_sub``, ``_z_sub``,
+``_u_pol``) indexed by turn / invocation / step, so an episode's trajectory does not depend on
+the other episodes in the batch (given sub-agent policies that do not depend on batching).
+
+Autoreset is DISABLED: after an episode is done, stepping it is a no-op that returns its final
+observation, reward 0 and ``terminated``/``truncated`` unchanged; its action is still checked
+against the action space (out-of-space raises) but not against the mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from envs.core.latency import LatencyModel
+from envs.core.records import SubTrajectory
+from envs.core.spaces import actions_allowed, block_offsets, sample_masked, validate_actions
+from envs.core.subagent import SubAgentEnv, SubAgentTask, SubState
+from envs.core.text import TextFace
+
+SubPolicy = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]
+"""``policy(obs_batch) -> (actions (n, n_comp) int64, logp (n,) float)``"""
+
+
+@dataclass
+class StepResult:
+    """What the task's ``_act`` hook returns for one main step (N = number of episodes)."""
+
+    delegations: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    """role -> (owners ``(n,)`` int64 sorted ascending, instructions ``(n, instruction_size)``)"""
+    tool: np.ndarray | None = None
+    """``(N,)`` int id into ``main_tools`` of the main agent's own tool used (-1 = none)"""
+    answered: np.ndarray | None = None
+    """``(N,)`` bool: the main agent answered (the episode terminates)"""
+
+
+class HierarchicalVectorEnv(VectorEnv):
+    """Base class of the batched main-agent envs. See ``envs/PROTOCOL.md`` for the hooks.
+
+    Args:
+        num_envs: N, the number of main episodes stepped together.
+        sub_tasks: role -> :class:`SubAgentTask` (the specialist roles; empty if none).
+        main_nvec: MultiDiscrete sizes of the main action (without flat-mode tool components);
+            component 0 is the action type and its last value is reserved as *malformed*.
+        main_obs_spaces: main observation fields (without ``action_mask``), unbatched.
+        main_tools: names of the main agent's own tools (for the latency model).
+        max_turns: main-agent turn cap (then truncated).
+        max_parallel: the most delegations one main action may carry.
+        flat: single-agent mode: the main agent uses ``flat_role``'s tools itself.
+        latency: the :class:`LatencyModel`.
+        n_main_uniforms: pre-drawn uniforms per main turn for the task (``_u_main``).
+        delegate_type: the action-type value meaning "delegate" (in flat mode: "use a tool").
+        flat_role: the role whose tools the main agent gets in flat mode.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.DISABLED, "render_modes": []}
+
+    def __init__(
+        self,
+        num_envs: int,
+        *,
+        sub_tasks: dict[str, SubAgentTask],
+        main_nvec: Sequence[int],
+        main_obs_spaces: dict[str, gym.Space],
+        main_tools: tuple[str, ...],
+        max_turns: int,
+        max_parallel: int,
+        flat: bool,
+        latency: LatencyModel,
+        n_main_uniforms: int,
+        delegate_type: int,
+        flat_role: str = "sub",
+    ) -> None:
+        if not isinstance(num_envs, int | np.integer) or num_envs < 1:
+            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
+        self.num_envs = int(num_envs)
+        self.sub_tasks = dict(sub_tasks)
+        self.flat = bool(flat)
+        self.flat_role = flat_role
+        self.max_turns = int(max_turns)
+        self.max_parallel = int(max_parallel)
+        self.latency = latency
+        self.delegate_type = int(delegate_type)
+        self.main_tools = main_tools
+        self._main_nvec = np.asarray(main_nvec, dtype=np.int64)
+        self._n_main_uniforms = int(n_main_uniforms)
+        if self.flat:
+            self.subagent_roles: tuple[str, ...] = ()
+            ft = self.sub_tasks[flat_role]
+            nvec = np.concatenate([self._main_nvec, ft.nvec])
+            obs_sp = dict(main_obs_spaces)
+            for k, sp in ft.obs_spaces().items():
+                obs_sp[f"tool_{k}"] = sp
+        else:
+            self.subagent_roles = tuple(self.sub_tasks)
+            nvec = self._main_nvec
+            obs_sp = dict(main_obs_spaces)
+        self.nvec = nvec
+        self.offsets = block_offsets(nvec)
+        obs_sp["action_mask"] = gym.spaces.MultiBinary(int(nvec.sum()))
+        self.single_observation_space = gym.spaces.Dict(obs_sp)
+        self.single_action_space = gym.spaces.MultiDiscrete(nvec)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._policies: dict[str, SubPolicy | None] = {r: None for r in self.sub_tasks}
+        self._lat = {r: latency.table(t.tools) for r, t in self.sub_tasks.items()}
+        self._lat_main = latency.table(main_tools)
+        self._max_sub_steps = max((t.max_steps for t in self.sub_tasks.values()), default=1)
+        self._max_sub_u = max((t.n_uniforms for t in self.sub_tasks.values()), default=1)
+        self._max_sub_c = max((len(t.nvec) for t in self.sub_tasks.values()), default=1)
+        self._max_inv = self.max_turns * max(self.max_parallel, 1)
+        n = self.num_envs
+        self._rngs: list[np.random.Generator] = [seeding.np_random(None)[0] for _ in range(n)]
+        self.queries = np.zeros(n, dtype=np.int64)
+        self.turn = np.zeros(n, dtype=np.int64)
+        self.done = np.ones(n, dtype=bool)
+        self.terminated = np.zeros(n, dtype=bool)
+        self.truncated = np.zeros(n, dtype=bool)
+        self.format_ok = np.ones(n, dtype=np.int8)
+        self.correct = np.zeros(n, dtype=np.float64)
+        self.category_errors = np.zeros(n, dtype=np.int64)
+        self.sim_time = np.zeros(n, dtype=np.float64)
+        self.calls = np.zeros((n, len(self.sub_tasks)), dtype=np.int64)
+        self._issued = np.zeros(n, dtype=np.int64)
+        self.records: list[list[SubTrajectory]] = [[] for _ in range(n)]
+        self.final_infos: list[dict[str, Any] | None] = [None] * n
+        self._session: SubState | None = None
+        self._mask_cache: np.ndarray | None = None
+        self._alloc_random()
+
+    # ------------------------------------------------------------------ public protocol
+    @property
+    def subagent_spaces(self) -> dict[str, tuple[gym.spaces.Dict, gym.spaces.MultiDiscrete]]:
+        """role -> (observation space, action space) of that role's sub-agent."""
+        return {r: (t.observation_space, t.action_space) for r, t in self.sub_tasks.items()}
+
+    def set_subagent(self, role: str, policy: SubPolicy | None) -> None:
+        """Use ``policy`` for ``role`` (``None``: uniform random over allowed actions)."""
+        if role not in self._policies or (self.flat and role != self.flat_role):
+            raise ValueError(f"unknown sub-agent role {role!r}; roles: {self.subagent_roles}")
+        if policy is not None and not callable(policy):
+            raise ValueError(f"policy for role {role!r} must be callable or None")
+        self._policies[role] = policy
+
+    def subagent_env(self, role: str) -> SubAgentEnv:
+        """A single Gymnasium env running only ``role``'s sub-episodes (on this env's tasks)."""
+        if role not in self.sub_tasks:
+            raise ValueError(f"unknown sub-agent role {role!r}; roles: {tuple(self.sub_tasks)}")
+        return SubAgentEnv(type(self)(num_envs=1, **self.env_kwargs), role)
+
+    env_kwargs: dict[str, Any] = {}
+    text: TextFace
+
+    # ------------------------------------------------------------------ hooks (task)
+    def _new_episodes(self, idx: np.ndarray) -> None:
+        """Build the task state of episodes ``idx`` from ``self.queries[idx]``."""
+        raise NotImplementedError
+
+    def _observe(self) -> dict[str, np.ndarray]:
+        """Main observation fields for all N episodes (without ``action_mask``)."""
+        raise NotImplementedError
+
+    def _mask(self) -> np.ndarray:
+        """Main action mask ``(N, sum(main_nvec))`` int8 (without flat-mode tool blocks)."""
+        raise NotImplementedError
+
+    def _act(self, actions: np.ndarray, ok: np.ndarray) -> StepResult:
+        """Apply main actions ``(N, n_main_comp)`` of rows ``ok`` (active, allowed, not a flat
+        tool step); ``self.turn`` is the 0-based turn being taken."""
+        raise NotImplementedError
+
+    def _deliver(
+        self, role: str, owners: np.ndarray, instr: np.ndarray, report: dict[str, np.ndarray]
+    ) -> None:
+        """Hand finished sub-episodes' reports (rows aligned with ``owners``) to the main task."""
+        raise NotImplementedError
+
+    def _flat_instruction(self, idx: np.ndarray) -> np.ndarray:
+        """Instruction of flat-mode tool sessions of episodes ``idx``: ``(len(idx), size)``."""
+        return np.zeros((len(idx), self.sub_tasks[self.flat_role].instruction_size), np.int64)
+
+    def sample_instruction(self, role: str, rng: np.random.Generator) -> np.ndarray:
+        """A random instruction for ``role`` (used by :class:`SubAgentEnv` without one)."""
+        return np.zeros(self.sub_tasks[role].instruction_size, dtype=np.int64)
+
+    # ------------------------------------------------------------------ reset
+    def reset(
+        self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Reset all N episodes. ``seed``: int (episode i gets ``seed + i``), sequence of N ints,
+        or None (continue each episode slot's generator). ``options["query"]``: ``(N,)`` int64
+        query ids (default: drawn from each episode's generator)."""
+        n = self.num_envs
+        if seed is None:
+            rngs = self._rngs
+        else:
+            seeds = [int(seed) + i for i in range(n)] if np.isscalar(seed) else list(seed)
+            if len(seeds) != n:
+                raise ValueError(f"seed must be an int or {n} ints, got {len(seeds)}")
+            rngs = [seeding.np_random(s)[0] for s in seeds]
+        queries = None
+        if options is not None and options.get("query") is not None:
+            queries = np.asarray(options["query"], dtype=np.int64).reshape(-1)
+            if queries.shape != (n,) or (queries < 0).any():
+                raise ValueError(f'options["query"] must be {n} non-negative ints')
+        self._reset_rows(np.arange(n), rngs, queries)
+        return self._obs(), {}
+
+    def _reset_rows(
+        self, idx: np.ndarray, rngs: list[np.random.Generator], queries: np.ndarray | None
+    ) -> None:
+        """Reset episodes ``idx`` with generators ``rngs`` (one per row) and query ids."""
+        T, P, S = self.max_turns, self._max_inv, self._max_sub_steps
+        for j, i in enumerate(idx):
+            rng = rngs[j]
+            self._rngs[i] = rng
+            q = int(rng.integers(0, 2**31)) if queries is None else int(queries[j])
+            self.queries[i] = q
+            self._u_main[i] = rng.random((T, self._u_main.shape[2]))
+            self._z_main[i] = rng.standard_normal(T)
+            self._u_sub[i] = rng.random((P, S, self._u_sub.shape[3]))
+            self._z_sub[i] = rng.standard_normal((P, S))
+            self._u_pol[i] = rng.random((P, S, self._u_pol.shape[3]))
+        self.turn[idx] = 0
+        self.done[idx] = False
+        self.terminated[idx] = False
+        self.truncated[idx] = False
+        self.format_ok[idx] = 1
+        self.correct[idx] = 0.0
+        self.category_errors[idx] = 0
+        self.sim_time[idx] = 0.0
+        self.calls[idx] = 0
+        self._issued[idx] = 0
+        for i in idx:
+            self.records[i] = []
+            self.final_infos[i] = None
+        self._new_episodes(idx)
+        if self.flat:
+            self._open_sessions(idx)
+
+    def _alloc_random(self) -> None:
+        n, T, P, S = self.num_envs, self.max_turns, self._max_inv, self._max_sub_steps
+        self._u_main = np.zeros((n, T, max(self._n_main_uniforms, 1)))
+        self._z_main = np.zeros((n, T))
+        self._u_sub = np.zeros((n, P, S, max(self._max_sub_u, 1)))
+        self._z_sub = np.zeros((n, P, S))
+        self._u_pol = np.zeros((n, P, S, self._max_sub_c))
+        if self.flat:
+            self._session = self.sub_tasks[self.flat_role].new_state(n)
+
+    # ------------------------------------------------------------------ observation
+    def _obs(self) -> dict[str, np.ndarray]:
+        obs = self._observe()
+        mask = self._mask()
+        if self.flat:
+            task, st = self.sub_tasks[self.flat_role], self._session
+            all_idx = np.arange(self.num_envs)
+            for k, v in task.observe(st, all_idx).items():
+                obs[f"tool_{k}"] = v
+            mask = np.concatenate([mask, task.mask(st, all_idx)], axis=1)
+        obs["action_mask"] = mask.astype(np.int8)
+        self._mask_cache = obs["action_mask"]
+        return obs
+
+    # ------------------------------------------------------------------ step
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step all N episodes with ``actions`` ``(N, n_comp)`` int64 (done ones: no-op)."""
+        n = self.num_envs
+        a = validate_actions(actions, self.nvec, n)
+        if self._mask_cache is None:
+            raise RuntimeError("call reset() before step()")
+        active = ~self.done
+        allowed = actions_allowed(a, self._mask_cache, self.offsets)
+        self.format_ok[active & ~allowed] = 0
+        ok = active & allowed
+        step_time = np.where(active, self.latency.think, 0.0)
+        cm = len(self._main_nvec)
+        if self.flat:
+            tool_rows = ok & (a[:, 0] == self.delegate_type)
+            self._step_sessions(np.flatnonzero(tool_rows), a[:, cm:], step_time)
+            ok = ok & ~tool_rows
+        res = self._act(a[:, :cm], ok)
+        if res.tool is not None:
+            med, sig = self._lat_main
+            rows = np.arange(n)
+            z = self._z_main[rows, np.minimum(self.turn, self.max_turns - 1)]
+            step_time += LatencyModel.sample(np.where(active, res.tool, -1), z, med, sig)
+        sub_time = np.zeros(n)
+        for role, (owners, instr) in res.delegations.items():
+            if len(owners) == 0:
+                continue
+            if self.flat:
+                raise RuntimeError("flat-mode tasks must not return delegations")
+            self._run_subepisodes(role, np.asarray(owners, np.int64), instr, sub_time)
+        self.sim_time += step_time + sub_time
+        self.turn[active] += 1
+        answered = np.zeros(n, dtype=bool) if res.answered is None else res.answered & active
+        self.terminated |= answered
+        self.truncated |= active & ~answered & (self.turn >= self.max_turns)
+        newly_done = active & (self.terminated | self.truncated)
+        self.done |= newly_done
+        reward = np.where(newly_done, self.format_ok * self.correct, 0.0).astype(np.float64)
+        info = self._final_info(np.flatnonzero(newly_done))
+        return self._obs(), reward, self.terminated.copy(), self.truncated.copy(), info
+
+    # ------------------------------------------------------------------ sub-agents
+    def _slice_random(self, task: SubAgentTask, st: SubState, rows: np.ndarray, gidx: np.ndarray):
+        owners = st.owner[rows]
+        gidx = np.minimum(gidx, self._max_inv - 1)
+        st.u[rows] = self._u_sub[owners, gidx][:, : task.max_steps, : st.u.shape[2]]
+        st.z[rows] = self._z_sub[owners, gidx][:, : task.max_steps]
+        return self._u_pol[owners, gidx][:, : task.max_steps, : len(task.nvec)]
+
+    def _run_subepisodes(
+        self, role: str, owners: np.ndarray, instr: np.ndarray, sub_time: np.ndarray
+    ) -> None:
+        """Run one whole sub-episode per (owner, instruction), batched; record and deliver."""
+        task = self.sub_tasks[role]
+        r = self.subagent_roles.index(role)
+        n = len(owners)
+        # rank of each row among its owner's rows this step (owners sorted ascending)
+        first = np.searchsorted(owners, owners, side="left")
+        rank = np.arange(n) - first
+        gidx = self._issued[owners] + rank
+        inv = self.calls[owners, r] + rank
+        np.add.at(self._issued, owners, 1)
+        np.add.at(self.calls[:, r], owners, 1)
+        st = task.new_state(n)
+        st.owner[:] = owners
+        st.instr[:] = np.asarray(instr, dtype=np.int64).reshape(n, -1)
+        all_rows = np.arange(n)
+        u_pol = self._slice_random(task, st, all_rows, gidx)
+        task.begin(st, all_rows, self)
+        S, C = task.max_steps, len(task.nvec)
+        obs_buf: dict[str, np.ndarray] = {}
+        act_buf = np.zeros((n, S, C), dtype=np.int64)
+        logp_buf = np.zeros((n, S), dtype=np.float64)
+        med, sig = self._lat[role]
+        policy = self._policies[role]
+        for t in range(S):
+            idx = np.flatnonzero(~st.done)
+            if len(idx) == 0:
+                break
+            obs = task.observe(st, idx)
+            mask = task.mask(st, idx).astype(np.int8)
+            obs["action_mask"] = mask
+            for k, v in obs.items():
+                if k not in obs_buf:
+                    obs_buf[k] = np.zeros((n, S, *v.shape[1:]), dtype=v.dtype)
+                obs_buf[k][idx, t] = v
+            if policy is None:
+                acts, lp = sample_masked(mask, task.nvec, u_pol[idx, t])
+            else:
+                acts, lp = policy({k: v.copy() for k, v in obs.items()})
+                acts = validate_actions(acts, task.nvec, len(idx), who=f"{role!r} policy action")
+                lp = np.asarray(lp, dtype=np.float64).reshape(len(idx))
+            act_buf[idx, t] = acts
+            logp_buf[idx, t] = lp
+            ok = actions_allowed(acts, mask, task.offsets)
+            st.fmt_ok[idx[~ok]] = 0
+            ends, reported, tool = task.apply(st, idx, acts, ok)
+            st.time[idx] += LatencyModel.sample(tool, st.z[idx, t], med, sig)
+            st.t[idx] += 1
+            st.done[idx[ends]] = True
+            st.reported[idx[ends & reported]] = True
+        st.done[:] = True
+        report, expert = task.result(st, all_rows)
+        np.maximum.at(sub_time, owners, st.time)
+        f_s = st.fmt_ok * st.reported
+        turn = self.turn
+        for j in range(n):
+            T = int(st.t[j])
+            o = int(owners[j])
+            self.records[o].append(
+                SubTrajectory(
+                    role=role,
+                    invocation=int(inv[j]),
+                    observations={k: v[j, :T] for k, v in obs_buf.items()},
+                    actions=act_buf[j, :T],
+                    logp=logp_buf[j, :T],
+                    format_ok=int(f_s[j]),
+                    expert=float(expert[j]),
+                    instruction=st.instr[j].copy(),
+                    duration=float(st.time[j]),
+                    turn=int(turn[o]),
+                )
+            )
+        self._deliver(role, owners, st.instr, report)
+
+    def _open_sessions(self, idx: np.ndarray) -> None:
+        task, st = self.sub_tasks[self.flat_role], self._session
+        st.owner[idx] = idx
+        st.instr[idx] = self._flat_instruction(idx)
+        st.t[idx] = 0
+        st.done[idx] = False
+        st.reported[idx] = False
+        st.fmt_ok[idx] = 1
+        st.time[idx] = 0.0
+        gidx = self._issued[idx].copy()
+        self._issued[idx] += 1
+        self._slice_random(task, st, idx, gidx)
+        task.begin(st, idx, self)
+
+    def _step_sessions(self, idx: np.ndarray, sub_actions: np.ndarray, step_time: np.ndarray):
+        """Flat mode: apply the tool components of rows ``idx`` to their open tool sessions."""
+        if len(idx) == 0:
+            return
+        task, st = self.sub_tasks[self.flat_role], self._session
+        med, sig = self._lat[self.flat_role]
+        acts = sub_actions[idx]
+        ok = np.ones(len(idx), dtype=bool)  # already checked against the flat mask
+        t = np.minimum(st.t[idx], task.max_steps - 1)
+        ends, reported, tool = task.apply(st, idx, acts, ok)
+        step_time[idx] += LatencyModel.sample(tool, st.z[idx, t], med, sig)
+        st.t[idx] += 1
+        closing = ends | (st.t[idx] >= task.max_steps)
+        st.reported[idx] = ends & reported
+        close = idx[closing]
+        if len(close):
+            st.done[close] = True
+            report, _ = task.result(st, close)
+            self._deliver(self.flat_role, close, st.instr[close], report)
+            self._open_sessions(close)
+
+    # ------------------------------------------------------------------ info
+    def _final_info(self, idx: np.ndarray) -> dict[str, Any]:
+        """Per-episode final infos (kept in ``final_infos``) and their vector-convention form."""
+        n = self.num_envs
+        if len(idx) == 0:
+            return {}
+        roles = tuple(self.sub_tasks) if not self.flat else ()
+        for i in idx:
+            recs = self.records[i]
+            order = sorted(range(len(recs)), key=lambda j: (recs[j].turn, recs[j].duration, j))
+            for rank, j in enumerate(order):
+                recs[j].finish_order = rank
+            self.final_infos[i] = {
+                "query": int(self.queries[i]),
+                "correct": float(self.correct[i]),
+                "format_ok": int(self.format_ok[i]),
+                "calls": {r: int(self.calls[i, k]) for k, r in enumerate(roles)},
+                "category_errors": int(self.category_errors[i]),
+                "sim_time": float(self.sim_time[i]),
+                "turns": int(self.turn[i]),
+                "sub_trajectories": recs,
+                **self._extra_final_info(int(i)),
+            }
+        m = np.zeros(n, dtype=bool)
+        m[idx] = True
+        info: dict[str, Any] = {}
+        for key in ("correct", "format_ok", "category_errors", "sim_time", "turns", "query"):
+            arr = np.zeros(n, dtype=np.float64 if key in ("correct", "sim_time") else np.int64)
+            arr[idx] = [self.final_infos[i][key] for i in idx]
+            info[key], info[f"_{key}"] = arr, m.copy()
+        info["calls"] = {r: np.where(m, self.calls[:, k], 0) for k, r in enumerate(roles)}
+        info["_calls"] = m.copy()
+        subs = np.empty(n, dtype=object)
+        for i in range(n):
+            subs[i] = self.final_infos[i]["sub_trajectories"] if m[i] else None
+        info["sub_trajectories"], info["_sub_trajectories"] = subs, m.copy()
+        return info
+
+    def _extra_final_info(self, i: int) -> dict[str, Any]:
+        """Task-specific keys added to episode ``i``'s final info (default none)."""
+        return {}
