@@ -1,0 +1,351 @@
+"""``mgrpo/InvasiveSpecies-v0``: multi-hop search where instruction precision decides success."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from envs.core import HierarchicalEnv, HierarchicalVectorEnv, LatencyModel, StepResult
+from envs.core.text import Arg, TextFace, Tool, flat_tools
+from envs.species import prompt
+from envs.species import task as T
+from envs.species.generator import KnowledgeGenerator
+from envs.species.scoring import ANSWER_MODES
+from envs.species.search import SpeciesSearchTask
+from envs.species.types import INDEX_NAMES, NUM_SLOTS, NUM_TYPES
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "low": {"hops": (1, 2), "fail_prob": 0.05, "max_calls": 3, "max_turns": 5},
+    "default": {"hops": (2, 2), "fail_prob": 0.2, "max_calls": 6, "max_turns": 8},
+    "heavy": {"hops": (3, 4), "fail_prob": 0.3, "max_calls": 10, "max_turns": 12},
+}
+"""Call-rate presets: hops per question, failure probability, call and turn caps."""
+
+LATENCY = LatencyModel(
+    tools={"search": (1.0, 0.4), "visit": (2.0, 0.4), "report": (0.3, 0.2)}, think=1.0
+)
+"""Default latency model (seconds): the sub-agent's tools; the main agent thinks 1 s a turn."""
+
+
+@dataclass(frozen=True)
+class SpeciesConfig:
+    """Resolved configuration (a preset plus keyword overrides), validated on construction."""
+
+    preset: str = "default"
+    """call-rate preset: "low" | "default" | "heavy" (sets the four knobs below)"""
+    hops: tuple[int, int] = (2, 2)
+    """(min, max) hops per question, 1..4, drawn uniformly per query (an int means (h, h))"""
+    fail_prob: float = 0.2
+    """probability in [0, 1) that a sub-agent call fails (its search tool errors)"""
+    max_calls: int = 6
+    """sub-agent calls allowed per episode (>= max hops)"""
+    max_turns: int = 8
+    """main-agent turns per episode (> max hops: every hop and the answer take a turn)"""
+    max_parallel: int = 2
+    """copies of one instruction a delegation may send at once (they run in parallel)"""
+    flat: bool = False
+    """single-agent mode: the main agent uses search/visit/report itself, no sub-agent"""
+    n_species: int = 10
+    """entities per index (species, films, persons), 4..24"""
+    n_agencies: int = 3
+    """agencies keeping records, 2..5"""
+    top_k: int = 3
+    """results per search, 1..5"""
+    max_sub_steps: int = 4
+    """steps per sub-agent episode, >= 3 (search, visit, report)"""
+    answer_scoring: str = "exact"
+    """"exact" (c_M = 1 iff the zip-code set is right) or "partial" (Jaccard overlap)"""
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> SpeciesConfig:
+        known = set(cls.__dataclass_fields__)
+        for key in kwargs:
+            if key not in known:
+                raise ValueError(f"unknown env kwarg {key!r}; allowed: {sorted(known)}")
+        preset = kwargs.get("preset", "default")
+        if preset not in PRESETS:
+            raise ValueError(f"preset={preset!r}: allowed {sorted(PRESETS)}")
+        merged = {**PRESETS[preset], **{k: v for k, v in kwargs.items() if v is not None}}
+        if isinstance(merged["hops"], int | np.integer):
+            merged["hops"] = (int(merged["hops"]), int(merged["hops"]))
+        merged["hops"] = tuple(int(h) for h in merged["hops"])
+        return cls(**merged)
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, key: str, rule: str) -> None:
+            if not ok:
+                raise ValueError(f"{key}={getattr(self, key)!r}: {rule}")
+
+        need(
+            len(self.hops) == 2 and 1 <= self.hops[0] <= self.hops[1] <= 4,
+            "hops",
+            "need (min, max) with 1 <= min <= max <= 4 (zero hops is no question)",
+        )
+        need(0.0 <= self.fail_prob < 1.0, "fail_prob", "need 0 <= fail_prob < 1")
+        need(int(self.max_calls) >= self.hops[1], "max_calls", f"need >= max hops {self.hops[1]}")
+        need(int(self.max_turns) > self.hops[1], "max_turns", f"need > max hops {self.hops[1]}")
+        need(1 <= int(self.max_parallel) <= 4, "max_parallel", "need 1..4")
+        need(1 <= int(self.top_k) <= 5, "top_k", "need 1..5")
+        need(int(self.max_sub_steps) >= 3, "max_sub_steps", "need >= 3 (search, visit, report)")
+        need(self.answer_scoring in ANSWER_MODES, "answer_scoring", f"allowed {ANSWER_MODES}")
+        need(isinstance(self.flat, bool | np.bool_), "flat", "need a bool")
+
+
+class InvasiveSpeciesVectorEnv(HierarchicalVectorEnv):
+    """N invasive-species episodes stepped together in numpy (see :class:`InvasiveSpeciesEnv`).
+
+    Final info: the protocol's arrays with ``_key`` masks plus ``constraints_kept``,
+    ``distractor_hit`` and ``hops``; per-episode dicts in ``final_infos[i]``.
+    """
+
+    def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
+        cfg = SpeciesConfig.from_kwargs(**kwargs)
+        self.cfg = cfg
+        self.env_kwargs = dict(kwargs)
+        self.generator = KnowledgeGenerator(
+            n_species=cfg.n_species, n_agencies=cfg.n_agencies, hops=cfg.hops
+        )
+        sub = SpeciesSearchTask(cfg.fail_prob, cfg.top_k, cfg.max_sub_steps)
+        self.max_calls = int(cfg.max_calls)
+        p = int(cfg.max_parallel)
+        main_nvec = np.array([NUM_TYPES + 2, 2, 2, 2, p], dtype=np.int64)
+
+        def box(*shape: int) -> gym.spaces.Box:
+            return gym.spaces.Box(0.0, 1.0, shape, dtype=np.float32)
+
+        spaces = {
+            "hops": box(NUM_TYPES),
+            "reported": box(NUM_TYPES),
+            "status": box(NUM_TYPES, 3),
+            "match": box(NUM_TYPES, NUM_SLOTS),
+            "attempts": box(NUM_TYPES),
+            "budget": box(2),
+        }
+        super().__init__(
+            num_envs,
+            sub_tasks={"sub": sub},
+            main_nvec=main_nvec,
+            main_obs_spaces=spaces,
+            main_tools=(),
+            max_turns=int(cfg.max_turns),
+            max_parallel=p,
+            flat=bool(cfg.flat),
+            latency=LATENCY,
+            n_main_uniforms=1,
+            delegate_type=T.M_DELEGATE,
+        )
+        self.state = T.MainState.empty(self.generator(np.zeros(self.num_envs, dtype=np.int64)))
+        self.text_row = 0
+        """episode whose question the main text face renders (0 for the single env)"""
+        tools = _main_tools(p)
+        if self.flat:
+            tools = flat_tools(
+                tools[:1], sub.text.tools, delegate_type=T.M_DELEGATE, offset=len(main_nvec)
+            )
+        self.text = TextFace(tools, self.nvec, describe=self.describe, system=_SYSTEM)
+
+    # ---------------------------------------------------------------- hooks
+    def _new_episodes(self, idx: np.ndarray) -> None:
+        self.state.reset_rows(idx, self.generator(self.queries[idx]))
+
+    def _observe(self) -> dict[str, np.ndarray]:
+        st, f32 = self.state, np.float32
+        calls = self.calls[:, 0] if self.calls.shape[1] else np.zeros(self.num_envs, np.int64)
+        budget = np.stack(
+            [
+                np.clip(1.0 - calls / self.max_calls, 0.0, 1.0),
+                np.clip(1.0 - self.turn / self.max_turns, 0.0, 1.0),
+            ],
+            axis=1,
+        )
+        return {
+            "hops": T.hop_exists(st).astype(f32),
+            "reported": (st.report >= 0).astype(f32),
+            "status": np.eye(3, dtype=f32)[st.status],
+            "match": T.report_match(st).astype(f32),
+            "attempts": np.clip(st.attempts / self.max_calls, 0.0, 1.0).astype(f32),
+            "budget": budget.astype(f32),
+        }
+
+    def _mask(self) -> np.ndarray:
+        n, p = self.num_envs, int(self._main_nvec[-1])
+        if self.flat:  # answer, or use a tool (kind 1); canonical 0 elsewhere
+            kind = np.zeros((n, NUM_TYPES + 2), bool)
+            kind[:, : T.M_DELEGATE + 1] = True
+            keep = np.tile([True, False], (n, NUM_SLOTS))
+            copies = np.zeros((n, p), bool)
+            copies[:, 0] = True
+            return np.concatenate([kind, keep, copies], axis=1).astype(np.int8)
+        calls = self.calls[:, 0]
+        dele = T.delegable(self.state) & (calls < self.max_calls)[:, None]
+        kind = np.concatenate([np.ones((n, 1), bool), dele, np.zeros((n, 1), bool)], axis=1)
+        keep = np.ones((n, 2 * NUM_SLOTS), dtype=bool)
+        copies = calls[:, None] + np.arange(1, p + 1)[None, :] <= self.max_calls
+        copies[:, 0] = True
+        return np.concatenate([kind, keep, copies], axis=1).astype(np.int8)
+
+    def _act(self, actions: np.ndarray, ok: np.ndarray) -> StepResult:
+        n = self.num_envs
+        rows = np.flatnonzero(ok)
+        kind = actions[rows, 0]
+        ans = rows[kind == T.M_ANSWER]
+        answered = np.zeros(n, dtype=bool)
+        answered[ans] = True
+        self.correct[ans] = T.correctness(self.state, ans, self.cfg.answer_scoring)
+        delegations = {}
+        dl = rows[(kind >= T.M_DELEGATE) & (kind < T.M_MALFORMED)]
+        if not self.flat:
+            copies = actions[dl, -1] + 1
+            owners = np.repeat(dl, copies)
+            t = np.repeat(actions[dl, 0] - T.M_DELEGATE, copies)
+            keep = np.repeat(actions[dl, 1 : 1 + NUM_SLOTS], copies, axis=0)
+            value, include = T.make_instructions(self.state, owners, t, keep)
+            instr = np.concatenate([t[:, None], value, include.astype(np.int64)], axis=1)
+            delegations["sub"] = (owners, instr)
+        return StepResult(delegations=delegations, answered=answered)
+
+    def _deliver(self, role, owners, instr, report) -> None:
+        T.apply_reports(self.state, np.asarray(owners), instr[:, 0], report["doc"])
+
+    def _flat_instruction(self, idx: np.ndarray) -> np.ndarray:
+        """Flat mode: the agent works on the first hop without a matching report (it can read
+        the question), all known fields stated; its own query bits decide the search."""
+        st = self.state
+        need = T.hop_exists(st)[idx] & ~T.report_match(st)[idx].all(axis=2)
+        t = np.where(need.any(axis=1), np.argmax(need, axis=1), NUM_TYPES - 1)
+        value = T.question_values(st, idx, t)
+        include = (value >= 0).astype(np.int64)
+        return np.concatenate([t[:, None], value, include], axis=1)
+
+    def sample_instruction(self, role: str, rng: np.random.Generator) -> np.ndarray:
+        """A random instruction for episode 0: a random hop of its question with its true link
+        and a random subset of fields."""
+        st = self.state
+        first = int(T.first_type(st)[0])
+        t = int(rng.integers(first, NUM_TYPES))
+        value = st.kb.values[0, t]
+        include = rng.integers(0, 2, NUM_SLOTS)
+        return np.concatenate([[t], value, include]).astype(np.int64)
+
+    def _extra_final_info(self, i: int) -> dict[str, Any]:
+        kept = self.state.kept[i]
+        return {
+            "constraints_kept": float(np.mean(kept)) if kept else 0.0,
+            "instructions": len(kept),
+            "distractor_hit": int(T.distractor_hit(self.state, np.array([i]))[0]),
+            "hops": int(self.state.kb.n_hops[i]),
+        }
+
+    def _final_info(self, idx: np.ndarray) -> dict[str, Any]:
+        info = super()._final_info(idx)
+        if len(idx):
+            m = np.zeros(self.num_envs, dtype=bool)
+            m[idx] = True
+            for key, dt in (
+                ("constraints_kept", np.float64),
+                ("distractor_hit", np.int64),
+                ("hops", np.int64),
+            ):
+                arr = np.zeros(self.num_envs, dtype=dt)
+                arr[idx] = [self.final_infos[i][key] for i in idx]
+                info[key], info[f"_{key}"] = arr, m.copy()
+        return info
+
+    # ---------------------------------------------------------------- text and baselines
+    def describe(self, obs) -> str:
+        """The main agent's user message: episode ``text_row``'s question and its reports."""
+        i = self.text_row
+        calls = int(self.calls[i, 0]) if self.calls.shape[1] else 0
+        return prompt.describe_main(
+            self.state.kb, self.state.report, self.state.status, i, self.max_calls - calls
+        )
+
+    def baseline_policies(self, baseline: str, rng: np.random.Generator):
+        """``(main_policy, {"sub": policy or None})`` of a baseline (see ``envs.baselines``).
+
+        * oracle M: works through the hops in order, delegating the first one whose report is
+          missing or does not match the question with every field, one copy; answers when all
+          reports match (or no call is left). Oracle S: search with every stated field, visit
+          rank 1, report (report at once after a tool error).
+        * ``oracle_main+vague``: the oracle's plan, but each instruction drops one of the hop's
+          three essential fields (uniformly), and M accepts any report (it does not check).
+        """
+        if baseline not in ("oracle", "oracle_main+random_sub", "oracle_main+vague"):
+            raise ValueError(f"unknown baseline {baseline!r} for {type(self).__name__}")
+        vague = baseline == "oracle_main+vague"
+
+        def main(obs: dict[str, np.ndarray]) -> np.ndarray:
+            mask = obs["action_mask"]
+            n = mask.shape[0]
+            hop_ok = mask[:, T.M_DELEGATE : T.M_DELEGATE + NUM_TYPES] > 0
+            if vague:
+                need = (obs["hops"] > 0) & (obs["reported"] == 0)
+            else:
+                need = (obs["hops"] > 0) & ~(obs["match"] > 0).all(axis=2)
+            cand = need & hop_ok
+            go = cand.any(axis=1)
+            a = np.zeros((n, len(self.nvec)), dtype=np.int64)
+            a[:, 0] = np.where(go, T.M_DELEGATE + np.argmax(cand, axis=1), T.M_ANSWER)
+            a[:, 1 : 1 + NUM_SLOTS] = go[:, None]
+            if vague:
+                drop = rng.integers(0, NUM_SLOTS, n)
+                a[np.arange(n), 1 + drop] = 0
+            return a
+
+        return main, {"sub": None if baseline == "oracle_main+random_sub" else oracle_sub}
+
+
+def oracle_sub(obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The oracle search sub-agent (deterministic: logp 0): search with every stated field,
+    visit the top result, report it; after a tool error (or without results) report at once."""
+    n = obs["action_mask"].shape[0]
+    searched = obs["searched"][:, 0] > 0
+    stop = (obs["error"][:, 0] > 0) | (obs["visited"][:, 0] > 0)
+    has = obs["results"][:, 0] > 0
+    kind = np.where(
+        stop, T.S_REPORT, np.where(~searched, T.S_SEARCH, np.where(has, T.S_VISIT, T.S_REPORT))
+    )
+    a = np.zeros((n, 5), dtype=np.int64)
+    a[:, 0] = kind
+    a[:, 1 : 1 + NUM_SLOTS] = 1
+    return a, np.zeros(n)
+
+
+_SYSTEM = (
+    "You are the main agent. Answer the question by delegating each hop, in order, to the search "
+    "sub-agent, choosing which conditions its instruction keeps; answer when the records hop is "
+    "reported: the answer is the zip codes of the latest records report."
+)
+
+
+def _main_tools(p: int) -> tuple[Tool, ...]:
+    keep = tuple(
+        Arg(f"condition_{j + 1}", 1 + j, ("omit", "keep"), description="state it or not")
+        for j in range(NUM_SLOTS)
+    )
+    copies = Arg(
+        "copies",
+        1 + NUM_SLOTS,
+        tuple(str(c + 1) for c in range(p)),
+        description="parallel copies of the instruction",
+    )
+    answer = Tool("answer", T.M_ANSWER, "Answer with the latest records report.", answer=True)
+    delegate = tuple(
+        Tool(
+            f"find_{name}",
+            T.M_DELEGATE + t,
+            f"Ask the search sub-agent to find the {name} hop's page.",
+            (*keep, copies),
+        )
+        for t, name in enumerate(INDEX_NAMES)
+    )
+    return (answer, *delegate)
+
+
+class InvasiveSpeciesEnv(HierarchicalEnv):
+    """Invasive-species search (placeholder docstring, replaced below)."""
+
+    vector_class = InvasiveSpeciesVectorEnv
