@@ -6,7 +6,8 @@ are stated) and its own tool results; the field values travel inside its search 
 
 | step | action ``[kind, use_0, use_1, use_2, rank]`` | effect |
 |---|---|---|
-| search | kind 0, ``use_j`` (0/1) | BM25 over the intent's index with the stated fields it uses; shows how many results (<= ``top_k``) came back. On a failed call the tool errors. |
+| search | kind 0, ``use_j`` (0/1) | BM25 over the intent's index with the stated fields it |
+|  |  | uses; shows which of the ``top_k`` result slots are filled (a failed call: error) |
 | visit | kind 1, ``rank`` | reads the page at that rank: sees which stated fields it matches |
 | report | kind 2 | reports the last visited page (or nothing) and ends the episode |
 
