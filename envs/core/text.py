@@ -254,7 +254,7 @@ class TextFace:
         tools = "\n".join(json.dumps(s) for s in self.tool_schemas())
         ans = ""
         if self._answer is not None:
-            phrases = ", ".join(self._answer.args[0].phrases) if self._answer.args else ""
+            phrases = " | ".join(self._answer.args[0].phrases) if self._answer.args else ""
             ans = f"\nWhen you are done, reply <answer>...</answer> with one of: {phrases}."
         system = (
             f"{self.system}\n\n# Tools\n\nYou may call one function per turn.\n\n"

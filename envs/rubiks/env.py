@@ -1,0 +1,410 @@
+"""``mgrpo/RubiksLogic-v0``: a main agent solves a Rubik's cube logic puzzle with tools."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from envs.core.latency import LatencyModel
+from envs.core.single import HierarchicalEnv
+from envs.core.text import Arg, TextFace, Tool, flat_tools
+from envs.core.vector import HierarchicalVectorEnv, StepResult
+from envs.rubiks import search
+from envs.rubiks.config import RubiksConfig, make_config
+from envs.rubiks.cube import COLOURS, N_PAIRS, PAIRS, pair_name
+from envs.rubiks.generator import PuzzleGenerator
+from envs.rubiks.math import MathTask, oracle_math_actions
+from envs.rubiks.search import KEYWORD, SearchTask, oracle_search_actions
+from envs.rubiks.types import (
+    ALL,
+    BELOW,
+    BORDER,
+    CORNERS,
+    INTENTS,
+    MAX_CLUES,
+    N_CLUE_TYPES,
+    N_INTENTS,
+    N_KNOWLEDGE,
+    N_TOPICS,
+    OPPOSITE,
+    RIGHT_OF,
+    SOLVE,
+    STATEMENTS,
+    knowledge_index,
+)
+
+DELEGATE, REASON, ANSWER, INVALID = range(4)
+CLUE_WIDTH = N_CLUE_TYPES + 6 + 6
+"""one-hot width of a clue slot: type, colour c, colour d"""
+MAIN_NVEC = (4, N_INTENTS, 2, N_INTENTS + 1, 2, N_PAIRS)
+LATENCY = LatencyModel(
+    tools={
+        "reasoner": (4.0, 0.3),
+        "search": (1.5, 0.4),
+        "visit": (2.0, 0.5),
+        "report": (0.3, 0.2),
+        "apply_clues": (2.0, 0.3),
+        "apply_facts": (2.0, 0.3),
+        "report_math": (0.3, 0.2),
+    },
+    think=1.0,
+)
+
+
+class RubiksLogicVectorEnv(HierarchicalVectorEnv):
+    """Batched ``mgrpo/RubiksLogic-v0`` (N episodes in numpy); see :class:`RubiksLogicEnv`.
+
+    Vector ``info`` at a step where episodes end: arrays ``correct``, ``format_ok``,
+    ``category_errors``, ``sim_time``, ``turns``, ``query``, ``calls`` (dict role -> array),
+    ``sub_trajectories`` (object array of lists), each with its ``_key`` mask (True for the
+    episodes that ended at this step); ``final_infos[i]`` holds episode i's final info dict.
+    """
+
+    def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
+        cfg = make_config(**kwargs)
+        self.cfg: RubiksConfig = cfg
+        self.env_kwargs = dict(kwargs)
+        self.generator = PuzzleGenerator(cfg.facts_needed)
+        tasks: dict[str, Any] = {
+            "sub": SearchTask(cfg.search_noise, cfg.fail_prob, cfg.decoy_rate, cfg.sub_max_steps)
+        }
+        if cfg.reasoner == "subagent" and not cfg.flat:
+            tasks["math"] = MathTask(CLUE_WIDTH)
+        obs_spaces = {
+            "clues": gym.spaces.MultiBinary(MAX_CLUES * CLUE_WIDTH),
+            "facts_known": gym.spaces.MultiBinary(N_TOPICS),
+            "facts_decoy": gym.spaces.MultiBinary(N_TOPICS),
+            "failed": gym.spaces.MultiBinary(N_TOPICS),
+            "candidates": gym.spaces.MultiBinary(N_PAIRS),
+            "reasoned": gym.spaces.MultiBinary(1),
+            "needs": gym.spaces.MultiBinary(N_TOPICS),
+            "budget": gym.spaces.Box(0.0, 1.0, (2,), np.float32),
+        }
+        super().__init__(
+            num_envs,
+            sub_tasks=tasks,
+            main_nvec=MAIN_NVEC,
+            main_obs_spaces=obs_spaces,
+            main_tools=("reasoner",),
+            max_turns=cfg.max_turns,
+            max_parallel=cfg.max_parallel,
+            flat=cfg.flat,
+            latency=LATENCY,
+            n_main_uniforms=0,
+            delegate_type=DELEGATE,
+        )
+        n = self.num_envs
+        self.clues = np.zeros((n, MAX_CLUES, 3), np.int64)
+        self.clue_onehot = np.zeros((n, MAX_CLUES * CLUE_WIDTH), np.int8)
+        self.answer = np.zeros(n, np.int64)
+        self.cand = np.zeros((n, N_KNOWLEDGE, N_PAIRS), bool)
+        self.needs = np.zeros((n, N_KNOWLEDGE, N_TOPICS), bool)
+        self.needed = np.zeros((n, N_TOPICS), bool)
+        self.facts = np.zeros((n, N_TOPICS), np.int64)  # 0 unknown, 1 standard, 2 decoy
+        self.failed = np.zeros((n, N_TOPICS), bool)
+        self.candidates = np.zeros((n, N_PAIRS), bool)
+        self.needs_obs = np.zeros((n, N_TOPICS), bool)
+        self.reason_k = np.full(n, -1, np.int64)  # knowledge index at the last reasoner output
+        self.search_calls = np.zeros(n, np.int64)
+        self.text = self._make_text()
+
+    # ------------------------------------------------------------------ hooks
+    def _new_episodes(self, idx: np.ndarray) -> None:
+        for i in idx:
+            p = self.generator(int(self.queries[i]))
+            self.clues[i] = p.clues
+            self.answer[i] = p.answer
+            self.cand[i] = p.cand
+            self.needs[i] = p.needs
+            self.needed[i] = p.needed
+        self.clue_onehot[idx] = clue_onehot(self.clues[idx])
+        self.facts[idx] = 0
+        self.failed[idx] = False
+        self.candidates[idx] = False
+        self.needs_obs[idx] = False
+        self.reason_k[idx] = -1
+        self.search_calls[idx] = 0
+
+    def _observe(self) -> dict[str, np.ndarray]:
+        k_now = knowledge_index(self.facts)
+        turns_left = (self.max_turns - self.turn) / self.max_turns
+        calls_left = (self.cfg.max_calls - self.search_calls) / max(self.cfg.max_calls, 1)
+        return {
+            "clues": self.clue_onehot.copy(),
+            "facts_known": (self.facts == 1).astype(np.int8),
+            "facts_decoy": (self.facts == 2).astype(np.int8),
+            "failed": self.failed.astype(np.int8),
+            "candidates": self.candidates.astype(np.int8),
+            "reasoned": (self.reason_k == k_now)[:, None].astype(np.int8),
+            "needs": self.needs_obs.astype(np.int8),
+            "budget": np.stack([turns_left, calls_left], axis=1).clip(0, 1).astype(np.float32),
+        }
+
+    def _calls_left(self) -> np.ndarray:
+        return self.cfg.max_calls - self.search_calls
+
+    def _mask(self) -> np.ndarray:
+        n = self.num_envs
+        left = self._calls_left()
+        typ = np.ones((n, 4), np.int8)
+        typ[:, INVALID] = 0
+        intent = np.ones((n, N_INTENTS), np.int8)
+        cons = np.ones((n, 2), np.int8)
+        intent2 = np.zeros((n, N_INTENTS + 1), np.int8)
+        intent2[:, 0] = 1
+        cons2 = np.ones((n, 2), np.int8)
+        if self.flat:  # "delegate" = use a search tool; the instruction fields are unused
+            intent[:, 1:] = 0
+            cons[:, 1] = 0
+            cons2[:, 1] = 0
+        else:
+            typ[:, DELEGATE] = left >= 1
+            intent2[:, 1:] = ((left >= 2) & (self.max_parallel >= 2))[:, None]
+        answer = np.ones((n, N_PAIRS), np.int8)
+        return np.concatenate([typ, intent, cons, intent2, cons2, answer], axis=1)
+
+    def _act(self, actions: np.ndarray, ok: np.ndarray) -> StepResult:
+        n = self.num_envs
+        typ = np.where(ok, actions[:, 0], INVALID)
+        tool = np.full(n, -1, np.int64)
+        res = StepResult(tool=tool, answered=typ == ANSWER)
+        # delegate: one or two search instructions (A then B), run in parallel
+        d = typ == DELEGATE
+        if d.any() and not self.flat:
+            rows_a = np.flatnonzero(d)
+            rows_b = rows_a[actions[rows_a, 3] > 0]
+            owners = np.concatenate([rows_a, rows_b])
+            intents = np.concatenate([actions[rows_a, 1], actions[rows_b, 3] - 1])
+            cons = np.concatenate([actions[rows_a, 2], actions[rows_b, 4]])
+            order = np.argsort(owners, kind="stable")
+            owners, intents, cons = owners[order], intents[order], cons[order]
+            np.add.at(self.search_calls, owners, 1)
+            np.add.at(self.category_errors, owners, (intents == SOLVE).astype(np.int64))
+            res.delegations["sub"] = (owners, np.stack([intents, cons], axis=1))
+        # reasoner: the main agent's own tool, or a delegation to the math specialist
+        r = np.flatnonzero(typ == REASON)
+        if len(r):
+            if "math" in self.sub_tasks:
+                res.delegations["math"] = (r, self.facts[r].copy())
+            else:
+                k = knowledge_index(self.facts[r])
+                self.candidates[r] = self.cand[r, k]
+                self.needs_obs[r] = self.needs[r, k]
+                self.reason_k[r] = k
+                tool[r] = 0
+        a = np.flatnonzero(typ == ANSWER)
+        self.correct[a] = (actions[a, 5] == self.answer[a]).astype(np.float64)
+        return res
+
+    def _deliver(self, role, owners, instr, report) -> None:
+        if role == "math":
+            self.candidates[owners] = report["cand"]
+            self.needs_obs[owners] = report["needs"]
+            self.reason_k[owners] = knowledge_index(instr)
+            return
+        topic = report["topic"]
+        got = topic >= 0
+        o, t = owners[got], topic[got]
+        self.facts[o, t] = np.where(report["decoy"][got], 2, 1)
+        self.failed[o, t] = False
+        asked = instr[:, 0]
+        miss = ~got & (asked < N_TOPICS)
+        self.failed[owners[miss], asked[miss]] = True
+        if self.flat:  # searching the web for the logic itself is the category error
+            np.add.at(self.category_errors, owners, report["misuse"].astype(np.int64))
+
+    def _flat_instruction(self, idx: np.ndarray) -> np.ndarray:
+        # the single agent is its own instructor: it knows the scheme constraint
+        return np.stack([np.zeros(len(idx), np.int64), np.ones(len(idx), np.int64)], axis=1)
+
+    def sample_instruction(self, role: str, rng: np.random.Generator) -> np.ndarray:
+        if role == "math":
+            return rng.integers(0, 2, N_TOPICS)
+        return np.array([rng.integers(N_INTENTS), rng.integers(2)], dtype=np.int64)
+
+    # ------------------------------------------------------------------ baselines
+    def baseline_policies(self, baseline: str, rng: np.random.Generator):
+        """Hook for :func:`envs.evaluate_baseline`: ``(main_policy, {role: policy|None})``."""
+        vague = baseline == "oracle_main+vague"
+        main = self.oracle_main(vague=vague)
+        if baseline == "oracle_main+random_sub":
+            return main, {r: None for r in self.subagent_roles}
+        subs: dict[str, Any] = {}
+        steps = self.cfg.sub_max_steps
+        for r in self.subagent_roles:
+            if r == "sub":
+                subs[r] = lambda obs: (
+                    oracle_search_actions(obs, steps),
+                    np.zeros(len(obs["step"])),
+                )
+            else:
+                subs[r] = lambda obs: (oracle_math_actions(obs), np.zeros(len(obs["step"])))
+        return main, subs
+
+    def oracle_main(self, vague: bool = False):
+        """The oracle main agent: fetch the smallest fact set that pins the answer (computed by
+        the exact solver from the clues; re-fetch decoy or failed look-ups), call the
+        reasoner, answer its unique candidate. ``vague``: omit the scheme constraint."""
+        env = self
+        steps = self.cfg.sub_max_steps
+
+        def policy(obs: dict[str, np.ndarray]) -> np.ndarray:
+            n = env.num_envs
+            a = np.zeros((n, len(env.nvec)), np.int64)
+            want = env.needed & (env.facts != 1)
+            turns_left = env.max_turns - env.turn
+            reasoned = obs["reasoned"][:, 0] == 1
+            cand = obs["candidates"].astype(bool)
+            unique = reasoned & (cand.sum(axis=1) == 1)
+            first = want.argmax(axis=1)
+            second_mask = want.copy()
+            second_mask[np.arange(n), first] = False
+            has_second = second_mask.any(axis=1)
+            second = second_mask.argmax(axis=1)
+            left = env._calls_left()
+            can_delegate = want.any(axis=1) & (turns_left > 2) & (left >= 1)
+            a[:, 0] = np.where(unique | (turns_left <= 1), ANSWER, REASON)
+            a[:, 5] = cand.argmax(axis=1)
+            reason = ~unique & ~reasoned & (turns_left >= 2) & ~can_delegate
+            a[reason, 0] = REASON
+            a[~unique & reasoned & ~can_delegate, 0] = ANSWER
+            d = ~unique & can_delegate
+            if env.flat:
+                a[d, 0] = DELEGATE
+                c = len(MAIN_NVEC)
+                sub_obs = {k[5:]: v for k, v in obs.items() if k.startswith("tool_")}
+                sub_obs["intent"] = np.zeros_like(sub_obs["intent"])
+                sub_obs["intent"][np.arange(n), first] = 1
+                sa = oracle_search_actions(sub_obs, steps, vague=vague)
+                a[:, c:] = sa
+                # keep the components valid for the current session mask
+                a[~d, c:] = 0
+                a[~d, c] = search.REPORT
+                return a
+            a[d, 0] = DELEGATE
+            a[d, 1] = first[d]
+            a[d, 2] = 0 if vague else 1
+            two = d & has_second & (left >= 2) & (env.max_parallel >= 2)
+            a[two, 3] = second[two] + 1
+            a[two, 4] = 0 if vague else 1
+            return a
+
+        return policy
+
+    # ------------------------------------------------------------------ text face
+    def _make_text(self) -> TextFace:
+        reasoner_name = "math_agent" if "math" in self.sub_tasks else "reasoner"
+        main_tools = (
+            Tool(
+                "search_agent",
+                DELEGATE,
+                "Ask the search agent to look up a cube fact (up to two at once, in parallel).",
+                (
+                    Arg("fact", 1, INTENTS, description="what to look up"),
+                    Arg("constraint", 2, (KEYWORD,), values=(1,), optional=True),
+                    Arg("fact_2", 3, INTENTS, values=tuple(range(1, N_INTENTS + 1)), optional=True),
+                    Arg("constraint_2", 4, (KEYWORD,), values=(1,), optional=True),
+                ),
+            ),
+            Tool(reasoner_name, REASON, "Deduce the candidates from the clues and your facts."),
+            Tool(
+                "answer",
+                ANSWER,
+                "The two colours of the missing piece.",
+                (Arg("answer", 5, tuple(pair_name(k) for k in range(N_PAIRS))),),
+                answer=True,
+            ),
+        )
+        describe = self._describe
+        if self.flat:
+            tools = flat_tools(
+                main_tools, search.TOOLS, delegate_type=DELEGATE, offset=len(MAIN_NVEC)
+            )
+            return TextFace(tools, self.nvec, describe, SYSTEM_FLAT)
+        return TextFace(main_tools, self.nvec, describe, SYSTEM)
+
+    def _describe(self, obs: dict[str, np.ndarray]) -> str:
+        lines = [PREAMBLE, describe_clues(obs["clues"])]
+        known, decoy = obs["facts_known"], obs["facts_decoy"]
+        facts = [STATEMENTS[t][0] for t in range(N_TOPICS) if known[t]]
+        facts += [STATEMENTS[t][1] for t in range(N_TOPICS) if decoy[t]]
+        lines.append("Facts found so far: " + ("; ".join(facts) if facts else "none") + ".")
+        failed = [TOPICS_TEXT[t] for t in range(N_TOPICS) if obs["failed"][t]]
+        if failed:
+            lines.append("Look-ups that came back empty: " + ", ".join(failed) + ".")
+        if obs["reasoned"][0]:
+            cands = [pair_name(k) for k in np.flatnonzero(obs["candidates"])]
+            lines.append("Reasoner: candidates " + (" | ".join(cands) or "none (facts clash)"))
+            needs = [TOPICS_TEXT[t] for t in range(N_TOPICS) if obs["needs"][t]]
+            if needs:
+                lines.append("Reasoner: it would help to know " + ", ".join(needs) + ".")
+        turns = round(float(obs["budget"][0]) * self.max_turns)
+        calls = round(float(obs["budget"][1]) * self.cfg.max_calls)
+        lines.append(f"Turns left: {turns}. Search calls left: {calls}.")
+        if self.flat:
+            lines.append(search.describe_search({k[5:]: v for k, v in obs.items() if "tool_" in k}))
+        return "\n".join(lines)
+
+    def _extra_final_info(self, i: int) -> dict[str, Any]:
+        return {"facts_needed": int(self.needed[i].sum())}
+
+
+TOPICS_TEXT = INTENTS[:N_TOPICS]
+PREAMBLE = (
+    "A standard Rubik's cube has been broken into its 26 pieces: 6 centres with one coloured "
+    "face, 12 edges with two and 8 corners with three. The pieces are jumbled and one was "
+    "removed; it has two colours. Clues:"
+)
+SYSTEM = (
+    "You are the main agent. Plan, use the reasoner for logic and the search agent for cube "
+    "facts; answer with the two colours of the missing piece."
+)
+SYSTEM_FLAT = "You are an agent with search, visit and reasoner tools. Solve the cube puzzle."
+
+
+def clue_onehot(clues: np.ndarray) -> np.ndarray:
+    """``(n, MAX_CLUES, 3)`` clue rows -> ``(n, MAX_CLUES * CLUE_WIDTH)`` int8 one-hots."""
+    n = clues.shape[0]
+    out = np.zeros((n, MAX_CLUES, CLUE_WIDTH), np.int8)
+    present = clues[:, :, 0] >= 0
+    ii, jj = np.nonzero(present)
+    out[ii, jj, clues[ii, jj, 0]] = 1
+    out[ii, jj, N_CLUE_TYPES + clues[ii, jj, 1]] = 1
+    out[ii, jj, N_CLUE_TYPES + 6 + clues[ii, jj, 2]] = 1
+    return out.reshape(n, -1)
+
+
+def describe_clues(onehot: np.ndarray) -> str:
+    """Text of the clues in one observation's ``clues`` field."""
+    rows = onehot.reshape(MAX_CLUES, CLUE_WIDTH)
+    lines = []
+    for row in rows:
+        if not row[:N_CLUE_TYPES].any():
+            continue
+        typ = int(row[:N_CLUE_TYPES].argmax())
+        c = COLOURS[int(row[N_CLUE_TYPES : N_CLUE_TYPES + 6].argmax())]
+        d = COLOURS[int(row[N_CLUE_TYPES + 6 :].argmax())]
+        text = {
+            ALL: f"All {c} pieces have been found.",
+            BORDER: f"Every {c} piece that borders {d} has been found.",
+            CORNERS: f"All {c} corners have been found.",
+            RIGHT_OF: f"With {d} on top and the {c} centre facing you, the edge to the right of "
+            f"the {c} centre has been found.",
+            BELOW: f"With {d} on top and the {c} centre facing you, the edge directly below the "
+            f"{c} centre has been found.",
+            OPPOSITE: f"For every {c} piece found, the piece in the same place on the face "
+            f"opposite {c} has been found.",
+        }[typ]
+        lines.append(f"{len(lines) + 1}. {text}")
+    return "\n".join(lines)
+
+
+class RubiksLogicEnv(HierarchicalEnv):
+    """DOCSTRING"""
+
+    vector_class = RubiksLogicVectorEnv
+
+
+_ = PAIRS

@@ -1,0 +1,137 @@
+"""The math specialist (role "math", with ``reasoner="subagent"``): deduces from what it is given.
+
+Instruction ``(N_TOPICS,)``: the facts the main agent passes (per topic 0 none, 1 standard
+statement, 2 decoy statement); it also reads the puzzle's clues the main agent forwards.
+Action ``MultiDiscrete([4])``: 0 apply the clues (candidates from the clues alone), 1 apply the
+facts (candidates from clues + given facts; only after the clues), 2 report, 3 malformed.
+Expert score e_S: 1 if the reported candidates are exactly what the clues and the given facts
+imply (a correct deduction from what it was given), else 0.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import gymnasium as gym
+import numpy as np
+
+from envs.core.subagent import SubAgentTask, SubState
+from envs.core.text import TextFace, Tool
+from envs.rubiks.cube import N_PAIRS, pair_name
+from envs.rubiks.types import MAX_CLUES, N_TOPICS, STATEMENTS, knowledge_index
+
+if TYPE_CHECKING:
+    from envs.core.vector import HierarchicalVectorEnv
+
+APPLY_CLUES, APPLY_FACTS, REPORT, INVALID = range(4)
+
+
+class MathTask(SubAgentTask):
+    """Batched rules of the math specialist (see module docstring)."""
+
+    role = "math"
+    instruction_size = N_TOPICS
+    max_steps = 4
+    n_uniforms = 0
+    tools = ("apply_clues", "apply_facts", "report_math")
+
+    def __init__(self, clue_width: int) -> None:
+        self.nvec = np.array([4], dtype=np.int64)
+        self.clue_width = clue_width
+        self.text = TextFace(TOOLS, self.nvec, describe_math, SYSTEM)
+
+    def obs_spaces(self) -> dict[str, gym.Space]:
+        return {
+            "clues": gym.spaces.MultiBinary(MAX_CLUES * self.clue_width),
+            "facts_known": gym.spaces.MultiBinary(N_TOPICS),
+            "facts_decoy": gym.spaces.MultiBinary(N_TOPICS),
+            "work": gym.spaces.MultiBinary(N_PAIRS),
+            "applied": gym.spaces.MultiBinary(2),
+            "step": gym.spaces.MultiBinary(self.max_steps),
+        }
+
+    def _alloc(self, st: SubState) -> None:
+        st.clues = np.zeros((st.n, MAX_CLUES * self.clue_width), np.int8)
+        st.cand = np.zeros((st.n, 2, N_PAIRS), bool)  # clues only, clues + facts
+        st.needs = np.zeros((st.n, N_TOPICS), bool)
+        st.work = np.ones((st.n, N_PAIRS), bool)
+        st.applied = np.zeros((st.n, 2), bool)
+
+    def begin(self, st: SubState, idx: np.ndarray, main: HierarchicalVectorEnv) -> None:
+        owners = st.owner[idx]
+        k = knowledge_index(st.instr[idx])
+        st.clues[idx] = main.clue_onehot[owners]
+        st.cand[idx, 0] = main.cand[owners, 0]
+        st.cand[idx, 1] = main.cand[owners, k]
+        st.needs[idx] = main.needs[owners, k]
+        st.work[idx] = True
+        st.applied[idx] = False
+
+    def observe(self, st: SubState, idx: np.ndarray) -> dict[str, np.ndarray]:
+        n = len(idx)
+        step = np.zeros((n, self.max_steps), np.int8)
+        step[np.arange(n), np.minimum(st.t[idx], self.max_steps - 1)] = 1
+        instr = st.instr[idx]
+        return {
+            "clues": st.clues[idx],
+            "facts_known": (instr == 1).astype(np.int8),
+            "facts_decoy": (instr == 2).astype(np.int8),
+            "work": st.work[idx].astype(np.int8),
+            "applied": st.applied[idx].astype(np.int8),
+            "step": step,
+        }
+
+    def mask(self, st: SubState, idx: np.ndarray) -> np.ndarray:
+        m = np.ones((len(idx), 4), np.int8)
+        m[:, APPLY_FACTS] = st.applied[idx, 0]
+        m[:, INVALID] = 0
+        return m
+
+    def apply(self, st, idx, actions, ok):
+        typ = np.where(ok, actions[:, 0], INVALID)
+        for a in (APPLY_CLUES, APPLY_FACTS):
+            rows = idx[typ == a]
+            st.work[rows] = st.cand[rows, a]
+            st.applied[rows, a] = True
+        tool = np.where(typ == INVALID, -1, typ)
+        r = typ == REPORT
+        return r, r, tool
+
+    def result(self, st, idx):
+        rep = st.reported[idx]
+        work = np.where(rep[:, None], st.work[idx], True)
+        exact = (work == st.cand[idx, 1]).all(axis=1) & rep
+        needs = np.where(exact[:, None], st.needs[idx], False)
+        return {"cand": work, "needs": needs}, exact.astype(np.float64)
+
+
+def oracle_math_actions(obs: dict[str, np.ndarray]) -> np.ndarray:
+    """Apply the clues, then the facts (if any were given), then report."""
+    applied = obs["applied"].astype(bool)
+    facts = (obs["facts_known"] + obs["facts_decoy"]).any(axis=1)
+    a = np.full((len(applied), 1), REPORT, dtype=np.int64)
+    a[~applied[:, 0], 0] = APPLY_CLUES
+    a[applied[:, 0] & ~applied[:, 1] & facts, 0] = APPLY_FACTS
+    return a
+
+
+SYSTEM = "You are a math agent. Deduce which pieces can be missing from the clues and facts given."
+TOOLS = (
+    Tool("apply_clues", APPLY_CLUES, "Work out the candidates from the clues alone."),
+    Tool("apply_facts", APPLY_FACTS, "Narrow the candidates with the facts you were given."),
+    Tool("report", REPORT, "Report the current candidates."),
+)
+
+
+def describe_math(obs: dict[str, np.ndarray]) -> str:
+    from envs.rubiks.env import describe_clues
+
+    lines = ["Puzzle clues:", describe_clues(obs["clues"])]
+    known, decoy = obs["facts_known"], obs["facts_decoy"]
+    facts = [STATEMENTS[t][0] for t in range(N_TOPICS) if known[t]]
+    facts += [STATEMENTS[t][1] for t in range(N_TOPICS) if decoy[t]]
+    lines.append("Facts given: " + ("; ".join(facts) if facts else "none") + ".")
+    if obs["applied"].any():
+        work = [pair_name(k) for k in np.flatnonzero(obs["work"])]
+        lines.append("Current candidates: " + " | ".join(work) + ".")
+    return "\n".join(lines)
