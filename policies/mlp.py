@@ -1,0 +1,195 @@
+"""Small torch policies: an MLP with one softmax head per MultiDiscrete action component.
+
+Unavailable values (``action_mask == 0``) get probability 0. The log-prob of an action is the
+sum over its components ("one env step is one token", DESIGN §3.4). Each policy owns a
+``torch.Generator`` for sampling, so runs are reproducible and checkpoints restore it.
+
+:class:`MLPPolicy` is one role's policy (encoder -> trunk -> heads). :func:`shared_policies`
+builds the ``shared_policy`` variant: per-role input encoders and action heads around ONE shared
+trunk, returned as per-role views of a single ``nn.Module``.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["MLPPolicy", "SharedPolicyModule", "ObsEncoder", "shared_policies"]
+
+
+class ObsEncoder:
+    """Flattens a batched Dict observation (all keys but ``action_mask``) to float32 features.
+
+    Box values are divided by their finite bound magnitude (>= 1); MultiBinary is kept as 0/1;
+    Discrete and MultiDiscrete become one-hot. Keys are taken in sorted order.
+    """
+
+    def __init__(self, space: gym.spaces.Dict) -> None:
+        if not isinstance(space, gym.spaces.Dict):
+            raise ValueError(f"observation space must be a gymnasium Dict, got {space}")
+        self.keys = sorted(k for k in space.spaces if k != "action_mask")
+        self.parts: list[tuple[str, str, object]] = []
+        dim = 0
+        for k in self.keys:
+            sp = space[k]
+            if isinstance(sp, gym.spaces.Box):
+                bound = np.maximum(np.abs(np.where(np.isfinite(sp.high), sp.high, 1.0)), 1.0)
+                bound = np.maximum(bound, np.abs(np.where(np.isfinite(sp.low), sp.low, 1.0)))
+                self.parts.append((k, "box", bound.reshape(-1).astype(np.float32)))
+                dim += int(np.prod(sp.shape))
+            elif isinstance(sp, gym.spaces.MultiBinary):
+                self.parts.append((k, "bin", None))
+                dim += int(np.prod(sp.shape))
+            elif isinstance(sp, gym.spaces.Discrete):
+                self.parts.append((k, "disc", int(sp.n)))
+                dim += int(sp.n)
+            elif isinstance(sp, gym.spaces.MultiDiscrete):
+                nv = sp.nvec.reshape(-1).astype(np.int64)
+                self.parts.append((k, "mdisc", nv))
+                dim += int(nv.sum())
+            else:
+                raise ValueError(f"unsupported observation field {k!r}: {sp}")
+        self.dim = dim
+
+    def __call__(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """``obs`` (batched) -> ``(n, dim)`` float32."""
+        n = len(obs["action_mask"])
+        cols = []
+        for k, kind, extra in self.parts:
+            v = np.asarray(obs[k]).reshape(n, -1)
+            if kind == "box":
+                cols.append(v.astype(np.float32) / extra)
+            elif kind == "bin":
+                cols.append(v.astype(np.float32))
+            elif kind == "disc":
+                cols.append(np.eye(extra, dtype=np.float32)[v[:, 0]])
+            else:
+                offs = np.concatenate([[0], np.cumsum(extra)[:-1]])
+                oh = np.zeros((n, int(extra.sum())), dtype=np.float32)
+                np.put_along_axis(oh, v.astype(np.int64) + offs[None, :], 1.0, axis=1)
+                cols.append(oh)
+        return np.concatenate(cols, axis=1) if cols else np.zeros((n, 0), np.float32)
+
+
+def _layer(i: int, o: int, std: float = np.sqrt(2)) -> nn.Linear:
+    lin = nn.Linear(i, o)
+    nn.init.orthogonal_(lin.weight, std)
+    nn.init.zeros_(lin.bias)
+    return lin
+
+
+def _masked_log_softmax(
+    logits: torch.Tensor, masks: torch.Tensor, nvec: np.ndarray
+) -> list[torch.Tensor]:
+    """Per component ``(n, nvec[c])`` log-probs with masked values at -inf."""
+    out = []
+    start = 0
+    for size in nvec.tolist():
+        lg = logits[:, start : start + size]
+        m = masks[:, start : start + size] > 0
+        lg = lg.masked_fill(~m, float("-inf"))
+        out.append(torch.log_softmax(lg, dim=-1))
+        start += size
+    return out
+
+
+class MLPPolicy(nn.Module):
+    """One role's policy: ``encoder -> trunk -> action heads`` with masked softmaxes.
+
+    Args:
+        observation_space: the role's Dict observation space (with ``action_mask``).
+        action_space: the role's ``MultiDiscrete`` action space.
+        hidden: width of the hidden layers (>= 1).
+        seed: seeds the parameter init and the sampling generator.
+        trunk: a shared trunk module (``shared_policy``); None builds a private one.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Dict,
+        action_space: gym.spaces.MultiDiscrete,
+        hidden: int = 64,
+        seed: int = 0,
+        trunk: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(action_space, gym.spaces.MultiDiscrete):
+            raise ValueError(f"action space must be MultiDiscrete, got {action_space}")
+        if int(hidden) < 1:
+            raise ValueError(f"hidden must be >= 1, got {hidden}")
+        self.nvec = np.asarray(action_space.nvec, dtype=np.int64)
+        self.obs_encoder = ObsEncoder(observation_space)
+        init = torch.Generator().manual_seed(int(seed))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(init.initial_seed()))
+            self.encoder = nn.Sequential(_layer(self.obs_encoder.dim, hidden), nn.Tanh())
+            self.trunk = trunk or nn.Sequential(_layer(hidden, hidden), nn.Tanh())
+            self.head = _layer(hidden, int(self.nvec.sum()), std=0.01)
+        self.generator = torch.Generator().manual_seed(int(seed) + 1)
+
+    # -- protocol ------------------------------------------------------------------------
+    def encode(self, obs: dict[str, np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(self.obs_encoder(obs))
+
+    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``(n, input_dim)`` -> ``(n, sum(nvec))`` unmasked logits."""
+        return self.head(self.trunk(self.encoder(inputs)))
+
+    def log_prob(
+        self, inputs: torch.Tensor, masks: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        comps = _masked_log_softmax(self.logits(inputs), masks, self.nvec)
+        logp = torch.zeros(len(inputs), dtype=inputs.dtype, device=inputs.device)
+        ent = torch.zeros_like(logp)
+        for c, lp in enumerate(comps):
+            logp = logp + lp.gather(1, actions[:, c : c + 1].long()).squeeze(1)
+            p = lp.exp()
+            ent = ent - torch.where(p > 0, p * lp, torch.zeros_like(lp)).sum(1)
+        return logp, ent
+
+    @torch.no_grad()
+    def act(
+        self, obs: dict[str, np.ndarray], greedy: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        x = self.encode(obs)
+        masks = torch.from_numpy(np.asarray(obs["action_mask"]))
+        comps = _masked_log_softmax(self.logits(x), masks, self.nvec)
+        acts, logp = [], torch.zeros(len(x), dtype=torch.float64)
+        for lp in comps:
+            if greedy:
+                a = lp.argmax(1)
+            else:
+                u = torch.rand(lp.shape, generator=self.generator).clamp_(1e-12, 1 - 1e-12)
+                a = (lp - torch.log(-torch.log(u))).argmax(1)  # Gumbel-max
+            acts.append(a)
+            logp += lp.gather(1, a[:, None]).squeeze(1).double()
+        return torch.stack(acts, 1).numpy().astype(np.int64), logp.numpy()
+
+    def __call__(self, obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[override]
+        return self.act(obs)
+
+
+class SharedPolicyModule(nn.Module):
+    """One module for all roles: per-role encoders and heads around one shared trunk."""
+
+    def __init__(self, policies: dict[str, MLPPolicy]) -> None:
+        super().__init__()
+        self.roles = nn.ModuleDict(policies)
+
+
+def shared_policies(
+    specs: dict[str, tuple[gym.spaces.Dict, gym.spaces.MultiDiscrete]],
+    hidden: int = 64,
+    seed: int = 0,
+) -> tuple[SharedPolicyModule, dict[str, MLPPolicy]]:
+    """Per-role policies sharing one trunk; returns the single module and the role views."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed) + 7)
+        trunk = nn.Sequential(_layer(hidden, hidden), nn.Tanh())
+    pols = {
+        role: MLPPolicy(obs, act, hidden=hidden, seed=seed + 101 * i, trunk=trunk)
+        for i, (role, (obs, act)) in enumerate(specs.items())
+    }
+    return SharedPolicyModule(pols), pols

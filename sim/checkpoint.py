@@ -1,0 +1,97 @@
+"""Atomic checkpoints and the metrics log of a run directory (DESIGN §6).
+
+A run directory holds ``config.toml``, ``metrics.jsonl`` (one JSON object per step),
+``checkpoint.pt`` and ``plots/``. Checkpoints are written to a temporary file in the same
+directory, flushed, then renamed over the old one, so a run killed at any moment leaves either the
+previous or the new checkpoint, never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "CHECKPOINT",
+    "METRICS",
+    "append_metrics",
+    "load_checkpoint",
+    "read_metrics",
+    "save_checkpoint",
+    "truncate_metrics",
+]
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``run_dir/checkpoint.pt`` atomically (temp file, fsync, rename)."""
+    run_dir = Path(run_dir)
+    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=run_dir)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, run_dir / CHECKPOINT)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return run_dir / CHECKPOINT
+
+
+def load_checkpoint(run_dir: Path) -> dict[str, Any]:
+    """The checkpoint of ``run_dir``; ``FileNotFoundError``/``ValueError`` with a clear message."""
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # corrupt or foreign file
+        raise ValueError(f"cannot read checkpoint {path}: {e}") from e
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
+    """Append one step's metrics as a JSON line (non-finite floats become null)."""
+    with open(Path(run_dir) / METRICS, "a") as f:
+        f.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Metrics rows of a ``metrics.jsonl``; a truncated last line (a killed run) is skipped."""
+    rows = []
+    lines = Path(path).read_text().splitlines()
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if i == len(lines) - 1:
+                break  # a run killed while writing its last line
+            raise ValueError(f"{path}: line {i + 1} is not JSON ({e})") from e
+    return rows
+
+
+def truncate_metrics(run_dir: Path, last_step: int) -> None:
+    """Keep only metrics rows with ``step <= last_step`` (before resuming from a checkpoint)."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return
+    rows = [r for r in read_metrics(path) if r.get("step", -1) <= last_step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, path)

@@ -1,0 +1,342 @@
+"""Training configuration: one dataclass per TOML section, every field documented and checked.
+
+TOML keys are the field names (``algo.group_size``, ``roles.sub.frozen``, ...). Each
+``__post_init__`` raises ``ValueError`` naming the key, the bad value and what is allowed.
+Variants (DESIGN §3.6) are named presets of keys, applied by :func:`apply_variant`; an explicit key
+that contradicts the chosen variant is an error.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from sim.advantages import ADV_SCALES, SUB_GROUPINGS
+from sim.alignment import ALIGN_MODES
+from sim.loss import LOSS_AGG_MODES, RATIO_LEVELS
+from sim.rewards import SUB_REWARD_FORMS
+
+__all__ = [
+    "VARIANTS",
+    "AdvConfig",
+    "AlgoConfig",
+    "EnvConfig",
+    "EvalConfig",
+    "LossConfig",
+    "OptimConfig",
+    "PolicyConfig",
+    "RewardConfig",
+    "RoleConfig",
+    "TrainConfig",
+    "apply_variant",
+]
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+    raise ValueError(f"{key} = {value!r} is invalid; allowed: {allowed}")
+
+
+def _int(key: str, value: Any, low: int, high: int | None = None) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+    if ok and high is not None:
+        ok = value <= high
+    if not ok:
+        _fail(key, value, f"an integer >= {low}" + (f" and <= {high}" if high else ""))
+
+
+def _num(key: str, value: Any, low: float, high: float = math.inf, low_open=False) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        lo = f"> {low}" if low_open else f">= {low}"
+        _fail(key, value, f"a finite number {lo}" + (f" and <= {high}" if high < math.inf else ""))
+
+
+def _choice(key: str, value: Any, allowed) -> None:
+    if value not in allowed:
+        _fail(key, value, ", ".join(repr(a) for a in allowed))
+
+
+@dataclass
+class EnvConfig:
+    id: str = "mgrpo/RubiksLogic-v0"
+    """registered env id (``mgrpo/RubiksLogic-v0`` or ``mgrpo/InvasiveSpecies-v0``)"""
+    preset: str = "default"
+    """call-rate preset: ``low``, ``default`` or ``heavy``"""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """other env keyword arguments (``env.<name>`` keys, e.g. ``env.reasoner``); the env validates
+    them"""
+
+    def __post_init__(self) -> None:
+        _choice("env.preset", self.preset, ("low", "default", "heavy"))
+        if not isinstance(self.id, str) or not self.id:
+            _fail("env.id", self.id, "a registered env id")
+
+
+@dataclass
+class AlgoConfig:
+    queries_per_step: int = 16
+    """B: queries sampled per training step"""
+    group_size: int = 8
+    """K: rollouts per query (>= 2; the paper uses 8)"""
+    align_target: int = 8
+    """D: sub-agent rows per rollout after alignment (the paper's D_max = 8)"""
+    align_mode: str = "duplicate_drop"
+    """``duplicate_drop`` (paper), ``balanced``, ``mask`` or ``none`` (ragged)"""
+    sub_grouping: str = "per_query"
+    """sub-agent advantage groups: ``per_query`` (paper), ``per_invocation``, ``queue_window``"""
+    queue_lag: int = 0
+    """steps between collecting sub-agent data and training on it (``async_queue`` needs >= 1)"""
+
+    def __post_init__(self) -> None:
+        _int("algo.queries_per_step", self.queries_per_step, 1)
+        _int("algo.group_size", self.group_size, 2)
+        _int("algo.align_target", self.align_target, 1)
+        _choice("algo.align_mode", self.align_mode, ALIGN_MODES)
+        _choice("algo.sub_grouping", self.sub_grouping, SUB_GROUPINGS)
+        _int("algo.queue_lag", self.queue_lag, 0)
+
+
+@dataclass
+class AdvConfig:
+    ddof: int = 0
+    """0: population std (paper); 1: sample std (TRL/verl)"""
+    eps: float = 1e-6
+    """added to the std in the advantage denominator"""
+    scale: str = "group"
+    """``group`` (own std), ``batch`` (std over the role's batch) or ``none`` (mean only)"""
+    std_floor: float = 1e-6
+    """groups with std <= std_floor get advantage 0"""
+
+    def __post_init__(self) -> None:
+        _choice("adv.ddof", self.ddof, (0, 1))
+        _num("adv.eps", self.eps, 0.0)
+        _choice("adv.scale", self.scale, ADV_SCALES)
+        _num("adv.std_floor", self.std_floor, 0.0)
+
+
+@dataclass
+class RewardConfig:
+    alpha: tuple[float, float] = (0.1, 0.9)
+    """main reward ``R_M = f_M (a1 + a2 c_M)``"""
+    beta: tuple[float, float, float] = (0.1, 0.4, 0.5)
+    """sub reward ``R_S = f_S (b1 + b2 c_M + b3 e_S)`` (form ``linear``)"""
+    local_share: float | None = None
+    """w = b3 / (b2 + b3) in [0, 1]; when set, b2 and b3 are derived from it with b1 kept"""
+    form: str = "linear"
+    """``linear`` (paper), ``gated`` (released code), ``global_only``, ``local_only``"""
+
+    def __post_init__(self) -> None:
+        for key, vals, n in (("reward.alpha", self.alpha, 2), ("reward.beta", self.beta, 3)):
+            if not isinstance(vals, list | tuple) or len(vals) != n:
+                _fail(key, vals, f"a list of {n} numbers >= 0")
+            for v in vals:
+                _num(key, v, 0.0)
+        self.alpha, self.beta = tuple(self.alpha), tuple(self.beta)
+        if self.local_share is not None:
+            _num("reward.local_share", self.local_share, 0.0, 1.0)
+        _choice("reward.form", self.form, tuple(SUB_REWARD_FORMS))
+
+    def betas(self) -> tuple[float, float, float]:
+        """The effective (b1, b2, b3)."""
+        if self.local_share is None:
+            return self.beta
+        from sim.rewards import betas_from_local_share
+
+        return betas_from_local_share(self.local_share, self.beta[0])
+
+
+@dataclass
+class LossConfig:
+    eps_low: float = 0.2
+    """lower clip range (released scripts: 0.2)"""
+    eps_high: float = 0.28
+    """upper clip range (released scripts: 0.28)"""
+    agg: str = "seq-mean-token-mean"
+    """loss aggregation (verl names): seq-mean-token-mean, token-mean, seq-mean-token-sum,
+    seq-mean-token-sum-norm"""
+    ratio_level: str = "token"
+    """``token``, ``sequence`` (paper) or ``sequence_mean`` (GSPO)"""
+    kl_coef: float = 0.0
+    """k3 KL penalty to the initial policy (0 disables it)"""
+    entropy_coef: float = 0.0
+    """entropy bonus"""
+
+    def __post_init__(self) -> None:
+        _num("loss.eps_low", self.eps_low, 0.0, 0.999)
+        _num("loss.eps_high", self.eps_high, 0.0)
+        _choice("loss.agg", self.agg, LOSS_AGG_MODES)
+        _choice("loss.ratio_level", self.ratio_level, RATIO_LEVELS)
+        _num("loss.kl_coef", self.kl_coef, 0.0)
+        _num("loss.entropy_coef", self.entropy_coef, 0.0)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-3
+    """Adam learning rate (> 0)"""
+    mu: int = 2
+    """epochs over each step's data"""
+    minibatches: int = 2
+    """minibatches per epoch (per role)"""
+    max_grad_norm: float = 1.0
+    """gradient clipping (global norm; 0 disables it)"""
+
+    def __post_init__(self) -> None:
+        _num("optim.lr", self.lr, 0.0, low_open=True)
+        _int("optim.mu", self.mu, 1)
+        _int("optim.minibatches", self.minibatches, 1)
+        _num("optim.max_grad_norm", self.max_grad_norm, 0.0)
+
+
+@dataclass
+class EvalConfig:
+    every: int = 10
+    """evaluate on held-out queries every this many steps (and at the first and last step)"""
+    episodes: int = 256
+    """held-out episodes per evaluation"""
+    oracle_episodes: int = 2000
+    """held-out episodes for the oracle reference (``eval/oracle_fraction``); 0 skips it"""
+
+    def __post_init__(self) -> None:
+        _int("eval.every", self.every, 1)
+        _int("eval.episodes", self.episodes, 1)
+        _int("eval.oracle_episodes", self.oracle_episodes, 0)
+
+
+@dataclass
+class PolicyConfig:
+    kind: str = "mlp"
+    """policy kind: ``mlp`` (small torch policies)"""
+    hidden: int = 64
+    """hidden width of the MLP policies"""
+    shared: bool = False
+    """one module for all roles (per-role encoders and heads around a shared trunk)"""
+
+    def __post_init__(self) -> None:
+        _choice("policy.kind", self.kind, ("mlp",))
+        _int("policy.hidden", self.hidden, 1)
+        _choice("policy.shared", self.shared, (True, False))
+
+
+@dataclass
+class RoleConfig:
+    frozen: bool = False
+    """do not train this role (its policy still acts)"""
+    init_from: str | None = None
+    """a run directory whose last checkpoint supplies this role's policy parameters"""
+    align_target: int | None = None
+    """this role's D (default ``algo.align_target``)"""
+    lr: float | None = None
+    """this role's learning rate (default ``optim.lr``)"""
+
+    def __post_init__(self) -> None:
+        _choice("roles.<name>.frozen", self.frozen, (True, False))
+        if self.align_target is not None:
+            _int("roles.<name>.align_target", self.align_target, 1)
+        if self.lr is not None:
+            _num("roles.<name>.lr", self.lr, 0.0, low_open=True)
+
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "mgrpo": {},
+    "main_only": {"roles.*.frozen": True},
+    "single_agent": {"env.flat": True},
+    "no_alignment": {"algo.align_mode": "none"},
+    "async_queue": {"algo.sub_grouping": "queue_window", "algo.queue_lag": ">=1"},
+    "gated_reward": {"reward.form": "gated"},
+    "shared_policy": {"policy.shared": True},
+}
+"""variant -> the keys it sets (``">=1"``: at least 1, default 1; ``roles.*``: every
+specialist role)"""
+
+
+@dataclass
+class TrainConfig:
+    variant: str = "mgrpo"
+    """one of VARIANTS: mgrpo, main_only, single_agent, no_alignment, async_queue,
+    gated_reward, shared_policy"""
+    seed: int = 0
+    """seeds everything (queries, episodes, policies, alignment)"""
+    steps: int = 200
+    """training steps; the sample budget is steps x B x K episodes"""
+    threads: int = 1
+    """torch threads (fixes results bit for bit on one machine)"""
+    checkpoint_every: int = 10
+    """write a checkpoint every this many steps (and at the end)"""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    adv: AdvConfig = field(default_factory=AdvConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    roles: dict[str, RoleConfig] = field(default_factory=dict)
+    """per-role overrides, ``roles.<name>.<key>`` (``main`` or a specialist role)"""
+
+    def __post_init__(self) -> None:
+        _choice("variant", self.variant, tuple(VARIANTS))
+        _int("seed", self.seed, 0)
+        _int("steps", self.steps, 1)
+        _int("threads", self.threads, 1)
+        _int("checkpoint_every", self.checkpoint_every, 1)
+
+    def role(self, name: str) -> RoleConfig:
+        """The overrides of role ``name`` (defaults when none are given)."""
+        return self.roles.get(name, RoleConfig())
+
+    @property
+    def flat(self) -> bool:
+        return bool(self.env.kwargs.get("flat", False))
+
+
+SECTIONS: dict[str, type] = {
+    "env": EnvConfig,
+    "algo": AlgoConfig,
+    "adv": AdvConfig,
+    "reward": RewardConfig,
+    "loss": LossConfig,
+    "optim": OptimConfig,
+    "eval": EvalConfig,
+    "policy": PolicyConfig,
+}
+"""TOML table name -> section dataclass"""
+
+
+def apply_variant(variant: str, flat: dict[str, Any]) -> dict[str, Any]:
+    """Apply ``variant``'s preset to flat dotted keys; raise on contradicting explicit keys.
+
+    Args:
+        variant: a name in :data:`VARIANTS`.
+        flat: ``{"algo.group_size": 8, "roles.sub.frozen": False, ...}`` as the user gave them.
+
+    Returns:
+        A new flat dict with the preset keys added.
+    """
+    _choice("variant", variant, tuple(VARIANTS))
+    out = dict(flat)
+    for key, value in VARIANTS[variant].items():
+        if key == "roles.*.frozen":
+            for k, v in flat.items():
+                if k.startswith("roles.") and k.endswith(".frozen") and k != "roles.main.frozen":
+                    if v is not value:
+                        raise ValueError(
+                            f"{k} = {v!r} contradicts variant {variant!r}, which freezes every "
+                            "specialist role"
+                        )
+            continue
+        if value == ">=1":
+            if key in flat and (not isinstance(flat[key], int) or flat[key] < 1):
+                raise ValueError(
+                    f"{key} = {flat[key]!r} contradicts variant {variant!r}, which needs >= 1"
+                )
+            out.setdefault(key, 1)
+            continue
+        if key in flat and flat[key] != value:
+            raise ValueError(
+                f"{key} = {flat[key]!r} contradicts variant {variant!r}, which sets {value!r}"
+            )
+        out[key] = value
+    return out
