@@ -402,7 +402,112 @@ def describe_clues(onehot: np.ndarray) -> str:
 
 
 class RubiksLogicEnv(HierarchicalEnv):
-    """DOCSTRING"""
+    """A main agent solves a Rubik's cube logic puzzle with a reasoner and a search sub-agent.
+
+    ## Description
+    The paper's Rubik's case (M-GRPO, Hong et al. 2025): a standard cube (white/yellow,
+    blue/green, red/orange opposite; 6 centres, 12 edges, 8 corners) is broken up, one
+    two-coloured piece is missing, and clues say which pieces were found ("all blue pieces",
+    "the edge right of the red centre with white on top", "for every orange piece found, the
+    piece opposite"). The exact solver (``envs/rubiks/solver.py``) enumerates the 30 possible
+    cube colourings: without the cube facts the clues rely on, several pieces stay possible.
+    The ``reasoner`` (the main agent's own tool) returns the candidates consistent with the
+    clues and the facts in the main agent's notes, and which unknown facts would narrow them.
+    Facts come only from the search sub-agent (role ``"sub"``), whose own episode (search,
+    visit, report; see ``envs/rubiks/search.py``) can fail, hit irrelevant pages, or read a
+    non-standard colour scheme page unless the instruction carries the "standard colour
+    scheme" constraint. Asking the search agent to "solve the puzzle" is a category error
+    (counted; search cannot do logic). ``reasoner="subagent"`` turns the reasoner into a
+    trainable math specialist role ``"math"`` (``envs/rubiks/math.py``). ``flat=True`` gives
+    one agent the search tools directly (no sub-agent roles).
+
+    ## Action Space
+    ``MultiDiscrete([4, 5, 2, 6, 2, 15])`` (flat mode appends the search agent's
+    ``[4, 5, 2, 3]``; type 0 then means "use a search tool" with those components):
+
+    | component | values | used by |
+    |---|---|---|
+    | 0 type | 0 ``search_agent`` (delegate), 1 ``reasoner``, 2 answer, 3 malformed (masked) | all |
+    | 1 fact | intent: opposite of white / green / red, orientation, solve the puzzle | 0 |
+    | 2 constraint | 0 none, 1 "standard colour scheme" | 0 |
+    | 3 fact_2 | 0 none, 1..5 a second intent run in parallel (needs 2 calls left) | 0 |
+    | 4 constraint_2 | as component 2, for the second instruction | 0 |
+    | 5 answer | the 15 colour pairs (``cube.PAIRS``) | 2 |
+
+    Masked (in-space, not allowed) actions set f_M = 0 and use the turn; out-of-space actions
+    raise ``ValueError``. ``search_agent`` is masked when no calls are left.
+
+    ## Observation Space
+    ``Dict`` (all ``int8`` MultiBinary except ``budget``):
+
+    | key | shape | meaning |
+    |---|---|---|
+    | clues | (10 * 18,) | per clue slot one-hots: type (6), colour c (6), colour d (6) |
+    | facts_known | (4,) | standard statement of a topic in the notes |
+    | facts_decoy | (4,) | non-standard (wrong) statement of a topic in the notes |
+    | failed | (4,) | the last look-up of a topic came back empty |
+    | candidates | (15,) | the reasoner's latest candidates |
+    | reasoned | (1,) | the candidates are up to date with the notes |
+    | needs | (4,) | topics the reasoner said would narrow the candidates |
+    | budget | (2,) float32 in [0, 1] | turns left / max_turns, search calls left / max_calls |
+    | action_mask | (34,) | factorized mask, one block per action component |
+
+    Flat mode adds the search session's fields as ``tool_<key>``.
+
+    ## Rewards
+    | event | value |
+    |---|---|
+    | final step, f_M = 1 and the answer is the missing piece | 1 |
+    | any other step | 0 |
+
+    The trainer computes R_M and R_S from ``info`` (``correct``, ``format_ok``, sub records).
+
+    ## Starting State
+    The puzzle is a pure function of the query id (``options["query"]``; ids >= 2**31 are the
+    held-out split); without one it is drawn from ``np_random``. Notes are empty, nothing is
+    reasoned. Search noise, failures, decoys and latencies come from ``np_random`` (seed).
+
+    ## Episode End
+    - Termination: the agent answers.
+    - Truncation: ``max_turns`` turns used without an answer.
+
+    The final ``info``: ``correct`` (c_M), ``format_ok`` (f_M), ``calls`` (role -> d_k),
+    ``category_errors``, ``sim_time`` (latency model; parallel look-ups take the max),
+    ``turns``, ``query``, ``facts_needed`` and ``sub_trajectories`` (``SubTrajectory`` list).
+
+    ## Arguments
+    ``gymnasium.make("mgrpo/RubiksLogic-v0", preset="default", **knobs)``; knobs (see
+    ``RubiksConfig``): ``facts_needed`` (P of 0..3 needed facts), ``search_noise``,
+    ``fail_prob``, ``decoy_rate``, ``max_calls``, ``max_turns``, ``max_parallel`` (1 | 2),
+    ``reasoner`` ("main" | "subagent"), ``flat``, ``sub_max_steps``. Unknown keys or bad
+    values raise ``ValueError`` naming the key.
+
+    | preset | facts_needed | search_noise | fail_prob | max_calls | max_turns |
+    |---|---|---|---|---|---|
+    | low | (.5, .5, 0, 0) | 0.3 | 0.05 | 4 | 6 |
+    | default | (.1, .3, .4, .2) | 0.5 | 0.15 | 8 | 8 |
+    | heavy | (0, .1, .4, .5) | 0.6 | 0.3 | 12 | 10 |
+
+    Baselines (``envs.evaluate_baseline``, 2,000 held-out queries, default preset): oracle 1.00,
+    oracle_main+random_sub ~0.35, oracle_main+vague ~0.94, random ~0.07.
+
+    ## Example
+    >>> import gymnasium as gym
+    >>> import numpy as np
+    >>> import envs
+    >>> env = gym.make("mgrpo/RubiksLogic-v0")
+    >>> obs, info = env.reset(seed=0)
+    >>> obs["action_mask"].shape, env.unwrapped.subagent_roles
+    ((34,), ('sub',))
+    >>> obs, reward, terminated, truncated, info = env.step(np.array([1, 0, 0, 0, 0, 0]))
+    >>> int(obs["candidates"].sum()), obs["needs"].tolist()  # no facts yet: 15 candidates
+    (15, [1, 1, 1, 1])
+    >>> print(env.unwrapped.text.to_text(np.array([2, 0, 0, 0, 0, 7])))
+    <answer>yellow, red</answer>
+
+    ## Version History
+    - v0: initial version.
+    """
 
     vector_class = RubiksLogicVectorEnv
 
