@@ -1,4 +1,8 @@
-"""``mgrpo/InvasiveSpecies-v0``: multi-hop search where instruction precision decides success."""
+"""``mgrpo/InvasiveSpecies-v0``: multi-hop search where instruction precision decides success.
+
+:class:`InvasiveSpeciesEnv` (single) and :class:`InvasiveSpeciesVectorEnv` (N episodes in numpy)
+on the hierarchical protocol of :mod:`envs.core`; the config is :class:`SpeciesConfig`.
+"""
 
 from __future__ import annotations
 
@@ -346,6 +350,119 @@ def _main_tools(p: int) -> tuple[Tool, ...]:
 
 
 class InvasiveSpeciesEnv(HierarchicalEnv):
-    """Invasive-species search (placeholder docstring, replaced below)."""
+    """Multi-hop search where the precision of the main agent's instructions decides success.
+
+    ## Description
+    The paper's second case study: *which fish appeared in film F and became invasive after pet
+    owners released it, and where did agency A record it as nonnative before 2020?* Each query id
+    generates a knowledge base (:mod:`envs.species.generator`) of persons, films, species and
+    agencies' nonnative-occurrence records (5-digit zip codes, years), with planted distractors
+    that share all but one field with each hop's answer (same film but another cause, same cause
+    but another film, records after the cut-off year, from another agency, of another species).
+    The question has ``n_hops`` hops (person -> film -> species -> records; the last one always
+    records), each constrained by three fields (the previous hop's answer and two attributes).
+    The main agent M delegates one hop at a time to the search sub-agent S, choosing which fields
+    its instruction keeps; S's BM25 search (:mod:`envs.species.ranking`) ranks the pages: with
+    every field the answer comes first, without one a distractor (a shorter, focused page that
+    matches the rest) does. The answer is the zip codes of the latest records report.
+
+    ## Action Space
+    ``MultiDiscrete([6, 2, 2, 2, max_parallel])`` = ``[kind, keep_1, keep_2, keep_3, copies]``:
+
+    | kind | meaning | components used |
+    |---|---|---|
+    | 0 | answer: the zip codes of the latest records report (``<answer></answer>``) | none |
+    | 1..4 | delegate the hop of index type ``kind - 1`` (person, film, species, records) | all |
+    | 5 | reserved for malformed text (always masked) | none |
+
+    ``keep_j`` = 1 states field ``j`` in the instruction (field 1 is the link: it is known once
+    the previous hop is reported); ``copies + 1`` parallel copies of the instruction are sent
+    (they run in parallel in simulated time). A delegation kind is allowed when its hop is in the
+    question, its link is known and a call is left; answering is always allowed. In flat mode
+    (``flat=True``) kind 1 means "use a tool" and the sub-agent's components ``[kind, use_1..3,
+    rank]`` (:mod:`envs.species.search`) are appended.
+
+    ## Observation Space
+    ``Dict`` of float32 arrays in [0, 1] (plus ``action_mask``, int8 ``(sum(nvec),)``):
+
+    | key | shape | meaning |
+    |---|---|---|
+    | hops | (4,) | which index types the question asks for |
+    | reported | (4,) | the hop has a report |
+    | status | (4, 3) | one-hot: never asked / latest call reported / latest call found nothing |
+    | match | (4, 3) | the latest report matches the question on field j (M reads the report) |
+    | attempts | (4,) | calls made per hop / ``max_calls`` |
+    | budget | (2,) | share of calls left, share of turns left |
+
+    The search sub-agent (role ``"sub"``, ``subagent_spaces["sub"]``) sees its intent (one-hot
+    index type), which fields are stated, whether it searched, tool error, which result slots are
+    filled, whether it visited and which stated fields the visited page matches, and progress;
+    its actions are search(use_1..3) / visit(rank) / report (see :mod:`envs.species.search`).
+
+    ## Rewards
+    The step reward is 0 except at the end: ``f_M * c_M``. Trainers compute R_M and R_S from the
+    final ``info``: ``correct`` (c_M: 1 iff the zip-code set is exact; Jaccard overlap with
+    ``answer_scoring="partial"``), ``format_ok`` (f_M: 0 after any masked action), and per
+    sub-trajectory ``format_ok`` (f_S: no masked action and a report) and ``expert`` (e_S: share
+    of the instruction's stated fields that the reported page matches; 0 if nothing reported).
+
+    ## Starting State
+    The knowledge base and question are a pure function of ``options["query"]`` (ids >= 2**31
+    are held out); failures, latencies and the default random sub-agent come from the seed.
+
+    ## Episode End
+    - Termination: M answers.
+    - Truncation: ``max_turns`` main turns without an answer (c_M = 0).
+
+    ## Info (final step)
+    ``correct``, ``format_ok``, ``calls`` ({"sub": d_k}), ``category_errors`` (always 0),
+    ``sim_time`` (seconds: 1 s per M turn + the longest sub-episode of the turn; tool latencies
+    log-normal: search 1 s, visit 2 s, report 0.3 s), ``turns``, ``query``, ``sub_trajectories``,
+    ``constraints_kept`` (mean over instructions of the share of the hop's 3 essential fields
+    stated; 0 without instructions), ``instructions``, ``distractor_hit`` (1 if a hop's latest
+    report is a planted distractor), ``hops``.
+
+    ## Arguments
+    ``gymnasium.make("mgrpo/InvasiveSpecies-v0", preset="default", **overrides)``; keys and
+    checks in :class:`SpeciesConfig`. Presets (d_k under the oracle: low ~1.6, default ~2.5,
+    heavy ~5):
+
+    | preset | hops | fail_prob | max_calls | max_turns |
+    |---|---|---|---|---|
+    | low | 1-2 | 0.05 | 3 | 5 |
+    | default | 2 | 0.2 | 6 | 8 |
+    | heavy | 3-4 | 0.3 | 10 | 12 |
+
+    Other keys: ``max_parallel`` (2), ``flat`` (False), ``n_species`` (10), ``n_agencies`` (3),
+    ``top_k`` (3), ``max_sub_steps`` (4), ``answer_scoring`` ("exact").
+
+    ## Baselines
+    ``baseline_policies`` (used by :func:`envs.evaluate_baseline`): ``oracle`` (every field,
+    hops in order, retry a hop whose report is missing or mismatched), ``oracle_main+random_sub``,
+    ``oracle_main+vague`` (each instruction drops one essential field; M accepts any report) and
+    ``random``.
+
+    ## Example
+    >>> import numpy as np
+    >>> from envs.species.env import InvasiveSpeciesEnv, oracle_sub
+    >>> env = InvasiveSpeciesEnv()
+    >>> obs, info = env.reset(seed=0)
+    >>> obs["hops"]  # a two-hop question: species, then records
+    array([0., 0., 1., 1.], dtype=float32)
+    >>> env.set_subagent("sub", oracle_sub)
+    >>> obs, *_ = env.step(np.array([3, 1, 1, 1, 0]))  # find the species, every field kept
+    >>> obs["match"][2]
+    array([1., 1., 1.], dtype=float32)
+    >>> obs, *_ = env.step(np.array([4, 1, 1, 1, 0]))  # the records: this call fails
+    >>> obs["status"][3]
+    array([0., 0., 1.], dtype=float32)
+    >>> obs, *_ = env.step(np.array([4, 1, 1, 1, 0]))  # retry
+    >>> obs, reward, terminated, truncated, info = env.step(np.array([0, 0, 0, 0, 0]))
+    >>> reward, terminated, info["correct"], info["calls"], info["distractor_hit"]
+    (1.0, True, 1.0, {'sub': 3}, 0)
+
+    ## Version History
+    - v0: initial version.
+    """
 
     vector_class = InvasiveSpeciesVectorEnv

@@ -161,3 +161,30 @@ def test_partial_scoring_gives_partial_credit_to_distractor_records():
         obs, *_ = vec.step(main(obs))
     c = np.array([i["correct"] for i in vec.final_infos])
     assert (c < 1).all() and (c > 0).mean() > 0.5
+
+
+def test_subagent_env_passes_check_env_and_scores_its_report():
+    sub = InvasiveSpeciesEnv().unwrapped.subagent_env("sub")
+    check_env(sub, skip_render_check=True)
+    # a precise instruction for the records hop, oracle S: e_S = 1, the answer's page
+    env = InvasiveSpeciesEnv(fail_prob=0.0)
+    env.reset(seed=0, options={"query": 11})
+    kb = env.unwrapped.vec.state.kb
+    instr = np.concatenate([[3], kb.values[0, 3], [1, 1, 1]])
+    sub = env.unwrapped.subagent_env("sub")
+    obs, _ = sub.reset(seed=0, options={"query": 11, "instruction": instr})
+    for _ in range(4):
+        a, _ = oracle_sub({k: v[None] for k, v in obs.items()})
+        obs, r, term, trunc, info = sub.step(a[0])
+        if term or trunc:
+            break
+    assert info["expert"] == 1.0 and info["format_ok"] == 1
+    assert info["report"]["doc"][0] == kb.target[0, 3]
+
+
+def test_docstring_example_runs():
+    import doctest
+
+    import envs.species.env as mod
+
+    assert doctest.testmod(mod).failed == 0
