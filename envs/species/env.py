@@ -237,13 +237,16 @@ class InvasiveSpeciesVectorEnv(HierarchicalVectorEnv):
     def _extra_final_info(self, i: int) -> dict[str, Any]:
         kept = self.state.kept[i]
         return {
-            "constraints_kept": float(np.mean(kept)) if kept else 0.0,
+            "constraints_kept": float(sum(kept) / len(kept)) if kept else 0.0,
             "instructions": len(kept),
-            "distractor_hit": int(T.distractor_hit(self.state, np.array([i]))[0]),
+            "distractor_hit": int(self._hit[i]),
             "hops": int(self.state.kb.n_hops[i]),
         }
 
     def _final_info(self, idx: np.ndarray) -> dict[str, Any]:
+        self._hit = np.zeros(self.num_envs, dtype=np.int64)
+        if len(idx):
+            self._hit[idx] = T.distractor_hit(self.state, np.asarray(idx))
         info = super()._final_info(idx)
         if len(idx):
             m = np.zeros(self.num_envs, dtype=bool)
