@@ -49,6 +49,15 @@ class StepResult:
     """``(N,)`` bool: the main agent answered (the episode terminates)"""
 
 
+def _generator(seed: int | None) -> np.random.Generator:
+    """The generator ``gymnasium.utils.seeding.np_random(seed)`` makes (same stream), faster."""
+    if seed is None:
+        return seeding.np_random(None)[0]
+    if not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seeds must be non-negative ints, got {seed!r}")
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed))))
+
+
 class HierarchicalVectorEnv(VectorEnv):
     """Base class of the batched main-agent envs. See ``envs/PROTOCOL.md`` for the hooks.
 
@@ -212,7 +221,7 @@ class HierarchicalVectorEnv(VectorEnv):
             seeds = [int(seed) + i for i in range(n)] if np.isscalar(seed) else list(seed)
             if len(seeds) != n:
                 raise ValueError(f"seed must be an int or {n} ints, got {len(seeds)}")
-            rngs = [seeding.np_random(s)[0] for s in seeds]
+            rngs = [_generator(s) for s in seeds]
         queries = None
         if options is not None and options.get("query") is not None:
             queries = np.asarray(options["query"], dtype=np.int64).reshape(-1)
@@ -226,16 +235,25 @@ class HierarchicalVectorEnv(VectorEnv):
     ) -> None:
         """Reset episodes ``idx`` with generators ``rngs`` (one per row) and query ids."""
         T, P, S = self.max_turns, self._max_inv, self._max_sub_steps
+        um, us, up = self._u_main.shape[2], self._u_sub.shape[3], self._u_pol.shape[3]
+        cuts = np.cumsum([T * um, P * S * us, P * S * up])
+        m = len(idx)
+        u_all = np.empty((m, int(cuts[-1])))
+        z_all = np.empty((m, T + P * S))
+        q = np.empty(m, dtype=np.int64)
         for j, i in enumerate(idx):
             rng = rngs[j]
             self._rngs[i] = rng
-            q = int(rng.integers(0, 2**31)) if queries is None else int(queries[j])
-            self.queries[i] = q
-            self._u_main[i] = rng.random((T, self._u_main.shape[2]))
-            self._z_main[i] = rng.standard_normal(T)
-            self._u_sub[i] = rng.random((P, S, self._u_sub.shape[3]))
-            self._z_sub[i] = rng.standard_normal((P, S))
-            self._u_pol[i] = rng.random((P, S, self._u_pol.shape[3]))
+            q[j] = rng.integers(0, 2**31) if queries is None else queries[j]
+            # one draw of uniforms and one of normals per episode, split below
+            u_all[j] = rng.random(int(cuts[-1]))
+            z_all[j] = rng.standard_normal(T + P * S)
+        self.queries[idx] = q
+        self._u_main[idx] = u_all[:, : cuts[0]].reshape(m, T, um)
+        self._u_sub[idx] = u_all[:, cuts[0] : cuts[1]].reshape(m, P, S, us)
+        self._u_pol[idx] = u_all[:, cuts[1] :].reshape(m, P, S, up)
+        self._z_main[idx] = z_all[:, :T]
+        self._z_sub[idx] = z_all[:, T:].reshape(m, P, S)
         self.turn[idx] = 0
         self.done[idx] = False
         self.terminated[idx] = False
@@ -383,23 +401,33 @@ class HierarchicalVectorEnv(VectorEnv):
         st.done[:] = True
         report, expert = task.result(st, all_rows)
         np.maximum.at(sub_time, owners, st.time)
-        f_s = st.fmt_ok * st.reported
-        turn = self.turn
-        for j in range(n):
-            T = int(st.t[j])
-            o = int(owners[j])
+        f_s = (st.fmt_ok * st.reported).tolist()
+        keys, bufs = list(obs_buf), list(obs_buf.values())
+        turns = self.turn[owners].tolist()
+        cols = zip(
+            owners.tolist(),
+            st.t.tolist(),
+            inv.tolist(),
+            f_s,
+            expert.tolist(),
+            st.time.tolist(),
+            turns,
+            strict=True,
+        )
+        instr_rows = st.instr.copy()
+        for j, (o, T, k, f, e, dur, turn) in enumerate(cols):
             self.records[o].append(
                 SubTrajectory(
                     role=role,
-                    invocation=int(inv[j]),
-                    observations={k: v[j, :T] for k, v in obs_buf.items()},
+                    invocation=k,
+                    observations={key: b[j, :T] for key, b in zip(keys, bufs, strict=True)},
                     actions=act_buf[j, :T],
                     logp=logp_buf[j, :T],
-                    format_ok=int(f_s[j]),
-                    expert=float(expert[j]),
-                    instruction=st.instr[j].copy(),
-                    duration=float(st.time[j]),
-                    turn=int(turn[o]),
+                    format_ok=f,
+                    expert=e,
+                    instruction=instr_rows[j],
+                    duration=dur,
+                    turn=turn,
                 )
             )
         self._deliver(role, owners, st.instr, report)
@@ -446,21 +474,31 @@ class HierarchicalVectorEnv(VectorEnv):
         if len(idx) == 0:
             return {}
         roles = tuple(self.sub_tasks) if not self.flat else ()
-        for i in idx:
+        cols = [
+            self.queries[idx].tolist(),
+            self.correct[idx].tolist(),
+            self.format_ok[idx].tolist(),
+            self.calls[idx].tolist(),
+            self.category_errors[idx].tolist(),
+            self.sim_time[idx].tolist(),
+            self.turn[idx].tolist(),
+        ]
+        for i, q, c, f, calls, cat, t, turns in zip(idx.tolist(), *cols, strict=True):
             recs = self.records[i]
-            order = sorted(range(len(recs)), key=lambda j: (recs[j].turn, recs[j].duration, j))
-            for rank, j in enumerate(order):
-                recs[j].finish_order = rank
+            if len(recs) > 1:
+                order = sorted(range(len(recs)), key=lambda k: (recs[k].turn, recs[k].duration, k))
+                for rank, k in enumerate(order):
+                    recs[k].finish_order = rank
             self.final_infos[i] = {
-                "query": int(self.queries[i]),
-                "correct": float(self.correct[i]),
-                "format_ok": int(self.format_ok[i]),
-                "calls": {r: int(self.calls[i, k]) for k, r in enumerate(roles)},
-                "category_errors": int(self.category_errors[i]),
-                "sim_time": float(self.sim_time[i]),
-                "turns": int(self.turn[i]),
+                "query": q,
+                "correct": c,
+                "format_ok": f,
+                "calls": dict(zip(roles, calls, strict=False)),
+                "category_errors": cat,
+                "sim_time": t,
+                "turns": turns,
                 "sub_trajectories": recs,
-                **self._extra_final_info(int(i)),
+                **self._extra_final_info(i),
             }
         m = np.zeros(n, dtype=bool)
         m[idx] = True

@@ -102,6 +102,7 @@ class RubiksLogicVectorEnv(HierarchicalVectorEnv):
         self.cand = np.zeros((n, N_KNOWLEDGE, N_PAIRS), bool)
         self.needs = np.zeros((n, N_KNOWLEDGE, N_TOPICS), bool)
         self.needed = np.zeros((n, N_TOPICS), bool)
+        self.n_needed = np.zeros(n, np.int64)
         self.facts = np.zeros((n, N_TOPICS), np.int64)  # 0 unknown, 1 standard, 2 decoy
         self.failed = np.zeros((n, N_TOPICS), bool)
         self.candidates = np.zeros((n, N_PAIRS), bool)
@@ -120,6 +121,7 @@ class RubiksLogicVectorEnv(HierarchicalVectorEnv):
             self.needs[i] = p.needs
             self.needed[i] = p.needed
         self.clue_onehot[idx] = clue_onehot(self.clues[idx])
+        self.n_needed[idx] = self.needed[idx].sum(axis=1)
         self.facts[idx] = 0
         self.failed[idx] = False
         self.candidates[idx] = False
@@ -348,7 +350,7 @@ class RubiksLogicVectorEnv(HierarchicalVectorEnv):
         return "\n".join(lines)
 
     def _extra_final_info(self, i: int) -> dict[str, Any]:
-        return {"facts_needed": int(self.needed[i].sum())}
+        return {"facts_needed": int(self.n_needed[i])}
 
 
 TOPICS_TEXT = INTENTS[:N_TOPICS]
