@@ -422,8 +422,8 @@ class InvasiveSpeciesEnv(HierarchicalEnv):
     ``sim_time`` (seconds: 1 s per M turn + the longest sub-episode of the turn; tool latencies
     log-normal: search 1 s, visit 2 s, report 0.3 s), ``turns``, ``query``, ``sub_trajectories``,
     ``constraints_kept`` (mean over instructions of the share of the hop's 3 essential fields
-    stated; 0 without instructions), ``instructions``, ``distractor_hit`` (1 if a hop's latest
-    report is a planted distractor), ``hops``.
+    stated; 0 without instructions), ``instructions``, ``distractor_hit`` (1 if any report of
+    the episode was a planted distractor), ``hops``.
 
     ## Arguments
     ``gymnasium.make("mgrpo/InvasiveSpecies-v0", preset="default", **overrides)``; keys and

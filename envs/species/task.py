@@ -47,6 +47,8 @@ class MainState:
     """int64 (n, 4): PENDING (never asked), REPORTED (latest call reported), FAILED (it did not)."""
     attempts: np.ndarray
     """int64 (n, 4): calls made for each type."""
+    hit: np.ndarray
+    """bool (n,): some report of the episode was a planted distractor."""
     kept: list = field(default_factory=list)
     """per episode: share of the hop's essential fields kept, one entry per instruction."""
 
@@ -58,6 +60,7 @@ class MainState:
             report=np.full((n, NUM_TYPES), -1, dtype=np.int64),
             status=np.zeros((n, NUM_TYPES), dtype=np.int64),
             attempts=np.zeros((n, NUM_TYPES), dtype=np.int64),
+            hit=np.zeros(n, dtype=bool),
             kept=[[] for _ in range(n)],
         )
 
@@ -68,6 +71,7 @@ class MainState:
         self.report[rows] = -1
         self.status[rows] = PENDING
         self.attempts[rows] = 0
+        self.hit[rows] = False
         for r in rows.tolist():
             self.kept[r] = []
 
@@ -134,6 +138,8 @@ def apply_reports(state: MainState, rows: np.ndarray, t: np.ndarray, doc: np.nda
     """Record reports (doc -1: the call found nothing or failed), in issue order. Of several
     reports for one (episode, type) in the same turn, the first successful one counts."""
     state.status[rows, t] = FAILED
+    is_d = (state.kb.distractor[rows, t] == doc[:, None]).any(axis=1) & (doc >= 0)
+    state.hit[rows[is_d]] = True
     ok = np.flatnonzero(doc >= 0)
     if ok.size:
         _, first = np.unique(rows[ok] * NUM_TYPES + t[ok], return_index=True)
@@ -155,10 +161,8 @@ def correctness(state: MainState, rows: np.ndarray, mode: str) -> np.ndarray:
 
 
 def distractor_hit(state: MainState, rows: np.ndarray) -> np.ndarray:
-    """int64 (m,): 1 if some hop's latest report is a planted distractor of its index."""
-    d = state.kb.distractor[rows]  # (m, 4, 3)
-    hit = (state.report[rows][:, :, None] == d).any(axis=2) & hop_exists(state)[rows]
-    return hit.any(axis=1).astype(np.int64)
+    """int64 (m,): 1 if some report of the episode was a planted distractor of its index."""
+    return state.hit[rows].astype(np.int64)
 
 
 def search(
