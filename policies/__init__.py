@@ -2,5 +2,13 @@
 
 from policies.base import Policy
 from policies.mlp import MLPPolicy, ObsEncoder, SharedPolicyModule, shared_policies
+from policies.relevance import relevance_from_text
 
-__all__ = ["MLPPolicy", "ObsEncoder", "Policy", "SharedPolicyModule", "shared_policies"]
+__all__ = [
+    "MLPPolicy",
+    "ObsEncoder",
+    "Policy",
+    "SharedPolicyModule",
+    "relevance_from_text",
+    "shared_policies",
+]

@@ -83,13 +83,14 @@ def _layer(i: int, o: int, std: float = np.sqrt(2)) -> nn.Linear:
 def _masked_log_softmax(
     logits: torch.Tensor, masks: torch.Tensor, nvec: np.ndarray
 ) -> list[torch.Tensor]:
-    """Per component ``(n, nvec[c])`` log-probs with masked values at -inf."""
+    """Per component ``(n, nvec[c])`` log-probs; masked values get a logit of -1e9, so their
+    probability is exactly 0 while every gradient (entropy included) stays finite."""
     out = []
     start = 0
     for size in nvec.tolist():
         lg = logits[:, start : start + size]
         m = masks[:, start : start + size] > 0
-        lg = lg.masked_fill(~m, float("-inf"))
+        lg = lg.masked_fill(~m, -1e9)
         out.append(torch.log_softmax(lg, dim=-1))
         start += size
     return out
@@ -104,6 +105,8 @@ class MLPPolicy(nn.Module):
         hidden: width of the hidden layers (>= 1).
         seed: seeds the parameter init and the sampling generator.
         trunk: a shared trunk module (``shared_policy``); None builds a private one.
+        relevance: ``fn(actions (n, n_comp)) -> (n, n_comp)`` 0/1 weights of the components that
+            take effect (see :mod:`policies.relevance`); None counts every component.
     """
 
     def __init__(
@@ -113,8 +116,10 @@ class MLPPolicy(nn.Module):
         hidden: int = 64,
         seed: int = 0,
         trunk: nn.Module | None = None,
+        relevance=None,
     ) -> None:
         super().__init__()
+        self.relevance = relevance
         if not isinstance(action_space, gym.spaces.MultiDiscrete):
             raise ValueError(f"action space must be MultiDiscrete, got {action_space}")
         if int(hidden) < 1:
@@ -141,13 +146,19 @@ class MLPPolicy(nn.Module):
         self, inputs: torch.Tensor, masks: torch.Tensor, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         comps = _masked_log_softmax(self.logits(inputs), masks, self.nvec)
+        rel = self._relevance(actions)
         logp = torch.zeros(len(inputs), dtype=inputs.dtype, device=inputs.device)
         ent = torch.zeros_like(logp)
         for c, lp in enumerate(comps):
-            logp = logp + lp.gather(1, actions[:, c : c + 1].long()).squeeze(1)
+            logp = logp + rel[:, c] * lp.gather(1, actions[:, c : c + 1].long()).squeeze(1)
             p = lp.exp()
-            ent = ent - torch.where(p > 0, p * lp, torch.zeros_like(lp)).sum(1)
+            ent = ent - rel[:, c] * (p * lp).sum(1)
         return logp, ent
+
+    def _relevance(self, actions: torch.Tensor) -> torch.Tensor:
+        if self.relevance is None:
+            return torch.ones(actions.shape, dtype=torch.float32)
+        return torch.from_numpy(self.relevance(actions.cpu().numpy()))
 
     @torch.no_grad()
     def act(
@@ -156,7 +167,7 @@ class MLPPolicy(nn.Module):
         x = self.encode(obs)
         masks = torch.from_numpy(np.asarray(obs["action_mask"]))
         comps = _masked_log_softmax(self.logits(x), masks, self.nvec)
-        acts, logp = [], torch.zeros(len(x), dtype=torch.float64)
+        acts = []
         for lp in comps:
             if greedy:
                 a = lp.argmax(1)
@@ -164,8 +175,12 @@ class MLPPolicy(nn.Module):
                 u = torch.rand(lp.shape, generator=self.generator).clamp_(1e-12, 1 - 1e-12)
                 a = (lp - torch.log(-torch.log(u))).argmax(1)  # Gumbel-max
             acts.append(a)
-            logp += lp.gather(1, a[:, None]).squeeze(1).double()
-        return torch.stack(acts, 1).numpy().astype(np.int64), logp.numpy()
+        actions = torch.stack(acts, 1)
+        rel = self._relevance(actions)
+        logp = torch.zeros(len(x), dtype=torch.float64)
+        for c, lp in enumerate(comps):
+            logp += (rel[:, c] * lp.gather(1, actions[:, c : c + 1]).squeeze(1)).double()
+        return actions.numpy().astype(np.int64), logp.numpy()
 
     def __call__(self, obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[override]
         return self.act(obs)
@@ -183,13 +198,19 @@ def shared_policies(
     specs: dict[str, tuple[gym.spaces.Dict, gym.spaces.MultiDiscrete]],
     hidden: int = 64,
     seed: int = 0,
+    relevance: dict | None = None,
 ) -> tuple[SharedPolicyModule, dict[str, MLPPolicy]]:
-    """Per-role policies sharing one trunk; returns the single module and the role views."""
+    """Per-role policies sharing one trunk; returns the single module and the role views.
+
+    ``relevance``: optional role -> relevance function (see :class:`MLPPolicy`)."""
+    relevance = relevance or {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed) + 7)
         trunk = nn.Sequential(_layer(hidden, hidden), nn.Tanh())
     pols = {
-        role: MLPPolicy(obs, act, hidden=hidden, seed=seed + 101 * i, trunk=trunk)
+        role: MLPPolicy(
+            obs, act, hidden=hidden, seed=seed + 101 * i, trunk=trunk, relevance=relevance.get(role)
+        )
         for i, (role, (obs, act)) in enumerate(specs.items())
     }
     return SharedPolicyModule(pols), pols

@@ -28,10 +28,11 @@ import numpy as np
 import torch
 
 import envs  # noqa: F401  (registers the mgrpo/ ids)
-from policies import MLPPolicy, shared_policies
+from policies import MLPPolicy, relevance_from_text, shared_policies
 from sim.advantages import aligned_group_advantages, group_advantages, sub_group_ids
 from sim.alignment import align
 from sim.checkpoint import (
+    CHECKPOINT,
     append_metrics,
     load_checkpoint,
     save_checkpoint,
@@ -68,12 +69,13 @@ def make_env(cfg: TrainConfig, num_envs: int, *, flat: bool | None = None) -> An
 
 @dataclass
 class _Prepared:
-    """A role's training rows for one step: rows, advantages, row weights, reward stats."""
+    """A role's training rows for one step (aligned), their advantages and row weights, and the
+    rewards of the original (unaligned) rows."""
 
     rows: RoleRows
     adv: torch.Tensor
     weight: torch.Tensor
-    metrics: dict[str, float]
+    rewards: torch.Tensor
 
 
 class Trainer:
@@ -103,14 +105,16 @@ class Trainer:
 
         # -- policies ------------------------------------------------------------------------
         specs = {"main": (self.env.single_observation_space, self.env.single_action_space)}
-        specs.update(self.env.subagent_spaces)
+        specs.update({r: self.env.subagent_spaces[r] for r in self.roles})
         hidden = cfg.policy.hidden
+        texts = {"main": self.env.text} | {r: self.env.sub_tasks[r].text for r in self.roles}
+        rel = {r: relevance_from_text(t) for r, t in texts.items()}
         self.shared_module = None
         if cfg.policy.shared:
-            self.shared_module, self.policies = shared_policies(specs, hidden, cfg.seed)
+            self.shared_module, self.policies = shared_policies(specs, hidden, cfg.seed, rel)
         else:
             self.policies = {
-                r: MLPPolicy(o, a, hidden=hidden, seed=cfg.seed * 1000 + 17 * i)
+                r: MLPPolicy(o, a, hidden=hidden, seed=cfg.seed * 1000 + 17 * i, relevance=rel[r])
                 for i, (r, (o, a)) in enumerate(specs.items())
             }
         for role in specs:
@@ -142,8 +146,9 @@ class Trainer:
         self._stop = False
 
         if resume:
-            self._restore(load_checkpoint(self.run_dir))
-            truncate_metrics(self.run_dir, self.step - 1)
+            if (self.run_dir / CHECKPOINT).exists():
+                self._restore(load_checkpoint(self.run_dir))
+            truncate_metrics(self.run_dir, self.step - 1)  # no checkpoint yet: from step 0
 
     # ------------------------------------------------------------------ public
     def train(self) -> Path:
@@ -204,6 +209,7 @@ class Trainer:
         # rewards, alignment, advantages
         metrics: dict[str, Any] = {"step": step, "samples": (step + 1) * B * K}
         prepared = {"main": self._prepare_main(batch, metrics)}
+        self.last_prepared = prepared  # for inspection (tests, notebooks)
         for r_i, role in enumerate(self.roles):
             prep = self._prepare_sub(batch, role, r_i, metrics)
             if cfg.algo.queue_lag > 0:  # async: train on the data of `queue_lag` steps ago
@@ -267,7 +273,7 @@ class Trainer:
         for k, v in batch.extra.items():
             metrics[f"main/{k}"] = float(np.mean(v))
         w = torch.ones(len(r))
-        return _Prepared(batch.main, adv.advantages.float(), w, {})
+        return _Prepared(batch.main, adv.advantages.float(), w, r)
 
     def _prepare_sub(
         self, batch: RolloutBatch, role: str, r_i: int, metrics: dict[str, Any]
@@ -324,7 +330,7 @@ class Trainer:
         metrics[f"{role}/expert_mean"] = float(rows.expert.mean())
         for k, v in a.counts().items():
             metrics[f"{role}/align_{k}"] = v
-        return _Prepared(rows.select(a.index), adv.float(), a.weight.float(), {})
+        return _Prepared(rows.select(a.index), adv.float(), a.weight.float(), r)
 
     def _checked(self, fn, role: str) -> torch.Tensor:
         try:

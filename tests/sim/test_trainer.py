@@ -1,0 +1,159 @@
+"""Rules of sim/trainer.py: every variant runs and shows its defining property; determinism;
+bad numbers stop the run with the last checkpoint intact."""
+
+import numpy as np
+import pytest
+import torch
+
+from experiments.config import resolve
+from sim.checkpoint import load_checkpoint, read_metrics
+from sim.trainer import Trainer, TrainingError
+
+ENVS = ["mgrpo/RubiksLogic-v0", "mgrpo/InvasiveSpecies-v0"]
+VARIANTS = [
+    "mgrpo",
+    "main_only",
+    "single_agent",
+    "no_alignment",
+    "async_queue",
+    "gated_reward",
+    "shared_policy",
+]
+
+
+def tiny(env_id: str, **over):
+    flat = {
+        "env.id": env_id,
+        "steps": 3,
+        "algo.queries_per_step": 4,
+        "algo.group_size": 4,
+        "algo.align_target": 3,
+        "eval.every": 2,
+        "eval.episodes": 8,
+        "eval.oracle_episodes": 0,
+        "optim.minibatches": 2,
+        "checkpoint_every": 1,
+    }
+    return resolve(flat | over)
+
+
+def run(tmp_path, cfg, name="run"):
+    tr = Trainer(cfg, tmp_path / name, progress=False)
+    tr.train()
+    return tr, read_metrics(tmp_path / name / "metrics.jsonl")
+
+
+@pytest.mark.parametrize("env_id", ENVS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_runs_three_steps(tmp_path, env_id, variant):
+    tr, rows = run(tmp_path, tiny(env_id, variant=variant))
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    for r in rows:
+        assert r["main/rows"] == 16
+        assert all(v is None or np.isfinite(v) for v in r.values() if isinstance(v, float))
+    assert "eval/success_greedy" in rows[0] and "eval/success_greedy" in rows[2]
+
+
+def test_main_only_leaves_every_specialist_bitwise_unchanged(tmp_path):
+    cfg = tiny(ENVS[0], variant="main_only", **{"env.reasoner": "subagent"})
+    tr = Trainer(cfg, tmp_path / "r", progress=False)
+    before = {r: {k: v.clone() for k, v in tr.policies[r].state_dict().items()} for r in tr.roles}
+    main_before = [p.clone() for p in tr.policies["main"].parameters()]
+    tr.train()
+    assert tr.roles == ("sub", "math")
+    for r in tr.roles:
+        for k, v in tr.policies[r].state_dict().items():
+            assert torch.equal(v, before[r][k]), (r, k)
+    after = list(tr.policies["main"].parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(main_before, after, strict=True))
+
+
+def test_no_alignment_trains_on_ragged_groups(tmp_path):
+    tr, rows = run(tmp_path, tiny(ENVS[0], variant="no_alignment"))
+    for r in rows:  # every original row once: rows == total calls, nothing added or dropped
+        assert r["sub/rows"] == round(r["sub/calls_mean"] * 16)
+        assert r["sub/align_duplicated"] == 0 and r["sub/align_dropped"] == 0
+    mgrpo = run(tmp_path, tiny(ENVS[0]), "m")[1]
+    assert all(r["sub/rows"] % 3 == 0 for r in mgrpo)  # aligned: D = 3 rows per rollout
+
+
+@pytest.mark.parametrize("lag", [1, 2])
+def test_async_queue_trains_on_data_lagging_by_the_configured_steps(tmp_path, lag):
+    tr, rows = run(tmp_path, tiny(ENVS[0], variant="async_queue", **{"algo.queue_lag": lag}))
+    for r in rows:
+        if r["step"] < lag:
+            assert r["sub/rows"] == 0 and "sub/data_lag" not in r  # queue still filling
+        else:
+            assert r["sub/data_lag"] == lag
+    assert tr.cfg.algo.sub_grouping == "queue_window"
+    assert len(tr.queue["sub"]) == lag  # the newest `lag` steps wait in the FIFO
+
+
+def test_gated_reward_uses_the_gated_form(tmp_path):
+    tr, _ = run(tmp_path, tiny(ENVS[0], variant="gated_reward"))
+    values = {round(v, 6) for v in tr.last_prepared["sub"].rewards.tolist()}
+    assert values <= {0.0, 0.1, 1.0}
+
+
+def test_single_agent_uses_the_flat_mode(tmp_path):
+    tr, rows = run(tmp_path, tiny(ENVS[1], variant="single_agent"))
+    assert tr.env.flat and tr.roles == () and list(tr.policies) == ["main"]
+    assert not any(k.startswith("sub/") for k in rows[0])
+
+
+def test_shared_policy_has_one_module(tmp_path):
+    tr, _ = run(tmp_path, tiny(ENVS[0], variant="shared_policy"))
+    assert tr.shared_module is not None and list(tr.optims) == ["shared"]
+    assert tr.policies["main"].trunk is tr.policies["sub"].trunk
+
+
+def _strip_time(rows):
+    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+
+
+def test_same_seed_same_metrics(tmp_path):
+    cfg = tiny(ENVS[1])
+    a = run(tmp_path, cfg, "a")[1]
+    b = run(tmp_path, cfg, "b")[1]
+    assert _strip_time(a) == _strip_time(b)
+    c = run(tmp_path, tiny(ENVS[1], seed=1), "c")[1]
+    assert _strip_time(a) != _strip_time(c)
+
+
+def test_resume_from_a_checkpoint_gives_the_same_metrics(tmp_path):
+    cfg = tiny(ENVS[0], steps=4, checkpoint_every=2, variant="async_queue")
+    full = run(tmp_path, cfg, "full")[1]
+    part = Trainer(cfg, tmp_path / "part", progress=False)
+    for _ in range(3):  # step 3 runs past the checkpoint of step 2, then the run "dies"
+        row = part.train_step()
+        from sim.checkpoint import append_metrics
+
+        append_metrics(tmp_path / "part", row)
+        if part.step == 2:
+            part.save()
+    resumed = Trainer(cfg, tmp_path / "part", resume=True, progress=False)
+    assert resumed.step == 2
+    resumed.train()
+    assert _strip_time(read_metrics(tmp_path / "part" / "metrics.jsonl")) == _strip_time(full)
+
+
+def test_nan_reward_stops_with_step_and_component_and_keeps_checkpoint(tmp_path, monkeypatch):
+    cfg = tiny(ENVS[0], steps=3)
+    tr = Trainer(cfg, tmp_path / "r", progress=False)
+    tr.train_step()
+    tr.save()
+    saved = (tmp_path / "r" / "checkpoint.pt").read_bytes()
+    import sim.trainer as trainer_mod
+
+    real = trainer_mod.collect_rollouts
+
+    def poisoned(*args, **kwargs):
+        batch = real(*args, **kwargs)
+        batch.correct[2] = np.nan
+        return batch
+
+    monkeypatch.setattr(trainer_mod, "collect_rollouts", poisoned)
+    with pytest.raises(TrainingError, match=r"step 1: bad main reward: .*NaN/inf at rows 2"):
+        tr.train()
+    assert (tmp_path / "r" / "checkpoint.pt").read_bytes() == saved
+    assert load_checkpoint(tmp_path / "r")["step"] == 1
