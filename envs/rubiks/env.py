@@ -491,7 +491,7 @@ class RubiksLogicEnv(HierarchicalEnv):
     | heavy | (0, .1, .4, .5) | 0.6 | 0.3 | 12 | 10 |
 
     Baselines (``envs.evaluate_baseline``, 2,000 held-out queries, default preset): oracle 1.00,
-    oracle_main+random_sub ~0.35, oracle_main+vague ~0.94, random ~0.07.
+    oracle_main+random_sub 0.35, oracle_main+vague 0.94, random 0.06.
 
     ## Example
     >>> import gymnasium as gym
