@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 quick: $(STAMP)
-	$(PY) benchmarks/bench_math.py
+	$(VENV)/bin/mgrpo ablate quick --workers 2 --out runs/quick
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -28,6 +28,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_math.py
+	$(PY) benchmarks/bench_envs.py
+	$(PY) benchmarks/bench_train.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

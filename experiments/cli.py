@@ -1,7 +1,8 @@
 """The ``mgrpo`` command line (DESIGN §6). Exit codes: 0 success, 2 bad usage or config, 1 failed
 run, 130 interrupted (a checkpoint is written first).
 
-    mgrpo train CONFIG [--set key=value ...] [--out DIR] [--resume]
+    mgrpo train CONFIG [--set key=value ...] [--out DIR] [--resume] [--tensorboard]
+    mgrpo ablate CONFIG --variants a,b --seeds N --workers W --out DIR
     mgrpo envs
 """
 
@@ -71,7 +72,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(config_table(cfg))
         print(f"run dir: {run_dir}")
-    trainer = Trainer(cfg, run_dir, resume=args.resume, progress=not args.quiet)
+    trainer = Trainer(
+        cfg, run_dir, resume=args.resume, progress=not args.quiet, tensorboard=args.tensorboard
+    )
     try:
         trainer.train()
     except KeyboardInterrupt:
@@ -120,7 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue the run in --out (or CONFIG as a run dir) from its checkpoint",
     )
     t.add_argument("--quiet", action="store_true", help="no config table or progress bar")
+    t.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard event files to RUN_DIR/tb",
+    )
     t.set_defaults(func=cmd_train)
+    from experiments import ablate
+
+    ablate.add_parser(sub)
     e = sub.add_parser("envs", help="list the registered environments")
     e.set_defaults(func=cmd_envs)
     return p

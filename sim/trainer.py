@@ -86,12 +86,21 @@ class Trainer:
         run_dir: output directory (created); holds metrics.jsonl, checkpoint.pt, config.toml.
         resume: continue from ``run_dir/checkpoint.pt``.
         progress: show a tqdm progress bar.
+        tensorboard: also write every metric as TensorBoard scalars to ``run_dir/tb`` (needs the
+            ``tensorboard`` package: ``pip install mgrpo-sim[tensorboard]``).
     """
 
     def __init__(
-        self, cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: bool = True
+        self,
+        cfg: TrainConfig,
+        run_dir: Path,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        tensorboard: bool = False,
     ) -> None:
         self.cfg = cfg
+        self.tensorboard = tensorboard
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.progress = progress
@@ -159,6 +168,16 @@ class Trainer:
         old = signal.getsignal(signal.SIGINT)
         signal.signal(signal.SIGINT, self._on_sigint)
         bar = None
+        writer = None
+        if self.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as e:
+                raise RuntimeError(
+                    "tensorboard output needs the tensorboard package: "
+                    "pip install 'mgrpo-sim[tensorboard]'"
+                ) from e
+            writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step)
         try:
             if self.progress:
                 from tqdm import tqdm
@@ -167,6 +186,10 @@ class Trainer:
             while self.step < cfg.steps:
                 row = self.train_step()
                 append_metrics(self.run_dir, row)
+                if writer is not None:
+                    for k, v in row.items():
+                        if k != "step" and isinstance(v, int | float):
+                            writer.add_scalar(k, v, row["step"])
                 last = self.step == cfg.steps
                 if self.step % cfg.checkpoint_every == 0 or last or self._stop:
                     self.save()
@@ -180,6 +203,8 @@ class Trainer:
                     raise KeyboardInterrupt
         finally:
             signal.signal(signal.SIGINT, old)
+            if writer is not None:
+                writer.close()
             if bar is not None:
                 bar.close()
         return self.run_dir
@@ -269,7 +294,7 @@ class Trainer:
         metrics["main/correct_rate"] = float((batch.correct == 1.0).mean())
         metrics["main/format_rate"] = float(batch.format_ok.mean())
         metrics["tool/category_error_rate"] = float((batch.category_errors > 0).mean())
-        metrics["time/sim_time"] = float(batch.sim_time.mean())
+        metrics["main/sim_time"] = float(batch.sim_time.mean())
         for k, v in batch.extra.items():
             metrics[f"main/{k}"] = float(np.mean(v))
         w = torch.ones(len(r))

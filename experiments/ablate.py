@@ -1,0 +1,262 @@
+"""``mgrpo ablate``: a grid of variants x seeds (x envs) in parallel processes, resumable.
+
+    mgrpo ablate CONFIG --variants mgrpo,main_only --seeds 3 --workers 2 --out DIR [--set k=v]
+
+The config is a training config (see ``mgrpo train``) with an optional ``[ablate]`` table::
+
+    [ablate]
+    variants = ["mgrpo", "main_only", "single_agent"]   # default: ["mgrpo"]
+    seeds = 3                                           # seeds 0..seeds-1 (default 3)
+    envs = ["mgrpo/RubiksLogic-v0", "mgrpo/InvasiveSpecies-v0"]  # default: env.id
+    [ablate.env_overrides."mgrpo/InvasiveSpecies-v0"]  # keys set for one env only
+    steps = 80
+
+Command-line flags override the table. Runs go to ``DIR/<env>/<variant>/seed<k>/``. A finished run
+(its checkpoint at the last step) is skipped, a partial one resumed, so rerunning the same command
+after a crash or Ctrl-C finishes the grid. After the grid: ``summary.csv``/``summary.md`` and the
+plots in ``DIR/plots``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import sys
+import time
+import tomllib
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from experiments.config import ConfigError, _flatten, dump_toml, parse_overrides, resolve
+from sim.config import VARIANTS, TrainConfig
+
+__all__ = ["AblationRun", "add_parser", "plan", "run", "run_grid"]
+
+
+@dataclass(frozen=True)
+class AblationRun:
+    """One cell of the grid."""
+
+    env_id: str
+    variant: str
+    seed: int
+    run_dir: Path
+    flat: dict[str, Any]
+    """the resolved dotted keys of this run"""
+
+
+def env_short(env_id: str) -> str:
+    """``mgrpo/RubiksLogic-v0`` -> ``RubiksLogic``."""
+    return env_id.split("/")[-1].split("-v")[0]
+
+
+def plan(
+    config_path: Path | None,
+    overrides: list[str],
+    out: Path,
+    variants: list[str] | None = None,
+    seeds: int | None = None,
+    envs: list[str] | None = None,
+) -> list[AblationRun]:
+    """Expand a config into its grid of runs, validating every cell before any work."""
+    raw: dict[str, Any] = {}
+    if config_path is not None:
+        if not Path(config_path).is_file():
+            raise ConfigError([f"config file {str(config_path)!r} does not exist"])
+        try:
+            raw = tomllib.loads(Path(config_path).read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError([f"{config_path}: not valid TOML ({e})"]) from e
+    table = raw.pop("ablate", {})
+    unknown = set(table) - {"variants", "seeds", "envs", "env_overrides"}
+    if unknown:
+        raise ConfigError(
+            [
+                f"unknown key(s) in [ablate]: {sorted(unknown)}; allowed: variants, seeds, envs, "
+                "env_overrides"
+            ]
+        )
+    base = _flatten(raw) | parse_overrides(overrides)
+    variants = variants if variants is not None else list(table.get("variants", ["mgrpo"]))
+    seeds = seeds if seeds is not None else int(table.get("seeds", 3))
+    envs = envs if envs is not None else list(table.get("envs", [base.get("env.id")]))
+    problems = []
+    if not variants:
+        problems.append("the variant list is empty; give --variants a,b or [ablate] variants")
+    for v in variants:
+        if v not in VARIANTS:
+            problems.append(f"unknown variant {v!r}; allowed: {', '.join(VARIANTS)}")
+    if not isinstance(seeds, int) or seeds < 1:
+        problems.append(f"seeds = {seeds!r} is invalid; allowed: an integer >= 1")
+    if problems:
+        raise ConfigError(problems)
+    runs = []
+    for env_id in envs:
+        env_flat = dict(base)
+        if env_id is not None:
+            env_flat["env.id"] = env_id
+        env_flat |= _flatten(table.get("env_overrides", {}).get(env_id or "", {}))
+        for variant in variants:
+            for seed in range(seeds):
+                flat = env_flat | {"variant": variant, "seed": base.get("seed", 0) + seed}
+                try:
+                    cfg = resolve(flat)
+                except ConfigError as e:
+                    raise ConfigError([f"{variant} on {env_id}: {p}" for p in e.problems]) from e
+                run_dir = Path(out) / env_short(cfg.env.id) / variant / f"seed{cfg.seed}"
+                runs.append(AblationRun(cfg.env.id, variant, cfg.seed, run_dir, flat))
+    return runs
+
+
+def _status(run: AblationRun, cfg: TrainConfig) -> str:
+    """``done``, ``partial`` or ``new``."""
+    ckpt = run.run_dir / "checkpoint.pt"
+    if not ckpt.exists():
+        return "partial" if (run.run_dir / "metrics.jsonl").exists() else "new"
+    from sim.checkpoint import load_checkpoint
+
+    try:
+        step = int(load_checkpoint(run.run_dir)["step"])
+    except (ValueError, KeyError):
+        return "partial"
+    return "done" if step >= cfg.steps else "partial"
+
+
+def _train_one(run: AblationRun, tensorboard: bool) -> dict[str, Any]:
+    """Worker: train (or resume) one run; returns a small result record."""
+    from sim.checkpoint import read_metrics
+    from sim.trainer import Trainer, TrainingError
+
+    cfg = resolve(run.flat)
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    status = _status(run, cfg)
+    t0 = time.perf_counter()
+    if status != "done":
+        (run.run_dir / "config.toml").write_text(dump_toml(cfg))
+        try:
+            Trainer(
+                cfg,
+                run.run_dir,
+                resume=status == "partial",
+                progress=False,
+                tensorboard=tensorboard,
+            ).train()
+        except TrainingError as e:
+            return {"run": str(run.run_dir), "status": "failed", "error": str(e)}
+    rows = read_metrics(run.run_dir / "metrics.jsonl")
+    evals = [r for r in rows if "eval/success_greedy" in r]
+    return {
+        "run": str(run.run_dir),
+        "status": "skipped" if status == "done" else "trained",
+        "success": evals[-1]["eval/success_greedy"] if evals else None,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def run_grid(
+    runs: list[AblationRun], workers: int, *, tensorboard: bool = False, progress: bool = True
+) -> list[dict[str, Any]]:
+    """Train every run of the grid with ``workers`` processes; returns one record per run."""
+    results: list[dict[str, Any]] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(runs), desc="ablate", unit="run")
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        pending = {pool.submit(_train_one, r, tensorboard): r for r in runs}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                r = pending.pop(fut)
+                try:
+                    res = fut.result()
+                except Exception as e:  # a crashed worker: report, keep going
+                    res = {"run": str(r.run_dir), "status": "failed", "error": repr(e)}
+                results.append(res)
+                if bar is not None:
+                    bar.update(1)
+                    succ = res.get("success")
+                    msg = f"{res['status']}: {r.run_dir}"
+                    if succ is not None:
+                        msg += f" (eval success {succ:.3f})"
+                    bar.write(msg)
+    if bar is not None:
+        bar.close()
+    return results
+
+
+def summarize(out: Path, runs: list[AblationRun]) -> list[Path]:
+    """Summary tables and plots of a finished grid; returns the files written."""
+    written: list[Path] = []
+    try:
+        from experiments import stats
+    except ImportError:
+        return written
+    loaded = stats.load_runs([r.run_dir for r in runs])
+    table = stats.summary_table(loaded)
+    written += stats.write_summary(table, out)
+    try:
+        from experiments.plots import plot_runs
+    except ImportError:
+        return written
+    written += plot_runs([r.run_dir for r in runs], out / "plots")
+    return written
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("ablate", help="run a grid of variants x seeds in parallel")
+    p.add_argument("config", nargs="?", help="TOML config (may hold an [ablate] table)")
+    p.add_argument("--variants", help=f"comma list of {', '.join(VARIANTS)}")
+    p.add_argument("--seeds", type=int, help="number of seeds per variant (default 3)")
+    p.add_argument("--envs", help="comma list of env ids (default: env.id of the config)")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    p.add_argument("--out", default="runs/ablate", help="output directory (default runs/ablate)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key for every run (repeatable)",
+    )
+    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard events")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from experiments.cli import _config_path
+
+    if args.workers < 1:
+        print(f"error: --workers must be >= 1, got {args.workers}", file=sys.stderr)
+        return 2
+    variants = None
+    if args.variants is not None:
+        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    envs = [e.strip() for e in args.envs.split(",") if e.strip()] if args.envs else None
+    path = _config_path(args.config) if args.config else None
+    out = Path(args.out)
+    runs = plan(path, args.set, out, variants, args.seeds, envs)
+    from experiments.cli import _check_env
+
+    for env_id in {r.env_id for r in runs}:
+        _check_env(resolve(next(r.flat for r in runs if r.env_id == env_id)))
+    if not args.quiet:
+        print(f"{len(runs)} runs -> {out} with {args.workers} worker(s)")
+    t0 = time.perf_counter()
+    results = run_grid(runs, args.workers, tensorboard=args.tensorboard, progress=not args.quiet)
+    failed = [r for r in results if r["status"] == "failed"]
+    files = summarize(out, runs) if len(failed) < len(results) else []
+    wall = time.perf_counter() - t0
+    if not args.quiet:
+        print(f"grid finished in {wall:.1f} s")
+        for f in files:
+            print(f"wrote {f}")
+        if files:
+            print(f"plots are in {out / 'plots'}")
+    for r in failed:
+        print(f"error: {r['run']}: {r.get('error')}", file=sys.stderr)
+    return 1 if failed else 0
