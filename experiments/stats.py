@@ -36,7 +36,7 @@ column                    meaning
 ========================  ========================================================================
 
 Example:
-    >>> _ema([0.0, 1.0, 1.0], 0.5)  # debiased: 0, (0.5*0 + 0.5*1)/(1-0.25) ...
+    >>> ema([0.0, 1.0, 1.0], 0.5)  # debiased: 0, (0.5*0 + 0.5*1)/(1-0.25) ...
     [0.0, 0.6666666666666666, 0.8571428571428571]
 """
 
@@ -63,6 +63,8 @@ __all__ = [
     "load_runs",
     "group_runs",
     "roles_of",
+    "ema",
+    "ema_weight",
     "specialists_of",
     "final_success",
     "auc",
@@ -239,7 +241,7 @@ def specialists_of(runs: Iterable[Run]) -> list[str]:
 
 
 # ------------------------------------------------------------------------- per-run numbers
-def _ema(y: Sequence[float], weight: float) -> list[float]:
+def ema(y: Sequence[float], weight: float) -> list[float]:
     """Debiased exponential moving average (as TensorBoard's smoothing): ``weight`` in [0, 1),
     0 = no smoothing."""
     out, acc = [], 0.0
@@ -287,7 +289,7 @@ def worst_drawdown(run: Run, key: str = "main/reward_mean", weight: float | None
     _, y = run.series(key)
     if not len(y):
         return math.nan
-    s = np.asarray(_ema(y, ema_weight(len(y)) if weight is None else weight))
+    s = np.asarray(ema(y, ema_weight(len(y)) if weight is None else weight))
     return float((np.maximum.accumulate(s) - s).max())
 
 
@@ -423,7 +425,7 @@ def format_markdown(table: Sequence[dict[str, Any]], baseline: str = "mgrpo") ->
         rows = [r for r in table if r["env"] == env]
         hidden = ("env", "final_success_lo", "final_success_hi", "reached", "steps_min")
         cols = [c for c in columns(rows) if c not in hidden]
-        heads = [_HEADS.get(c, c) for c in cols]
+        heads = [_HEADS.get(c, f"d_k {c[3:]}" if c.startswith("dk_") else c) for c in cols]
         if len(envs) > 1:
             out += [f"### {env}", ""]
         out.append("| " + " | ".join(heads) + " |")

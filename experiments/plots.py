@@ -1,0 +1,520 @@
+"""Figures of runs and studies (issue 6, item 3): ``mgrpo plot RUN_DIR... [--out DIR]``.
+
+:func:`plot_runs` writes, per environment (file names start with the env's short name, e.g.
+``invasivespecies_``):
+
+- ``reward_<role>.png`` per role (``main``, each specialist): the stability curves of the M-GRPO
+  paper: each seed's raw ``<role>/reward_mean`` as a thin transparent line, and per variant the
+  mean over seeds of the EMA-smoothed curve with a 95% t band across seeds;
+- ``success.png``: greedy evaluation success vs training step, mean and 95% band per variant, the
+  oracle's success as a dashed line;
+- ``calls.png``: the distribution of the per-step mean calls ``d_k`` of each specialist
+  (``<role>/calls_mean``, pooled over steps and seeds) per variant, with the alignment target D;
+- ``alignment.png``: alignment counters (duplicated, dropped, empty rows per step) per specialist;
+- ``category_errors.png`` (when any step has category errors, i.e. Rubik's) and
+  ``constraints_kept.png`` (species): per-step share over training.
+
+The x axis is the training step (1-based: updates done when the row was logged); the top axis
+gives the samples (episodes, ``step x B x K``) when all runs of the env share B x K.
+:func:`plot_study` draws an Optuna study (history, importances, D x w contour).
+Matplotlib's Agg backend; Optuna's plots inside ``plt.style.context("default")``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy import stats as sps  # noqa: E402
+
+from experiments.stats import (  # noqa: E402
+    COUNTERS,
+    Run,
+    ema,
+    ema_weight,
+    group_runs,
+    load_runs,
+    roles_of,
+    specialists_of,
+)
+
+__all__ = ["plot_runs", "plot_study", "add_parser", "run", "variant_colors", "variant_styles"]
+
+_DPI = 120
+_VARIANTS = (
+    "mgrpo",
+    "main_only",
+    "single_agent",
+    "no_alignment",
+    "async_queue",
+    "gated_reward",
+    "shared_policy",
+)
+
+
+def variant_colors(variants: Iterable[str]) -> dict[str, Any]:
+    """A fixed colour per variant (the same variant has the same colour in every figure)."""
+    cmap = plt.get_cmap("tab10")
+    out = {}
+    extra = 0
+    for v in variants:
+        if v in _VARIANTS:
+            out[v] = cmap(_VARIANTS.index(v))
+        else:
+            out[v] = cmap((len(_VARIANTS) + extra) % 10)
+            extra += 1
+    return out
+
+
+_LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 2)))
+
+
+def variant_styles(variants: Iterable[str]) -> dict[str, Any]:
+    """A fixed line style per variant (identical curves of two variants stay distinguishable,
+    and so do the variants in greyscale)."""
+    variants = list(variants)
+    out = {}
+    for i, v in enumerate(variants):
+        j = _VARIANTS.index(v) if v in _VARIANTS else len(_VARIANTS) + i
+        out[v] = _LINESTYLES[j % len(_LINESTYLES)]
+    return out
+
+
+def _env_short(env_id: str) -> str:
+    """``mgrpo/RubiksLogic-v0`` -> ``rubikslogic``."""
+    name = env_id.split("/")[-1]
+    return name.split("-v")[0].lower() or "env"
+
+
+# ------------------------------------------------------------------------- curve helpers
+def _stack(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Align curves of different lengths on the union of their x: ``(x, Y)`` with
+    ``Y.shape == (num_seeds, len(x))`` and NaN where a seed has no point."""
+    xs = np.unique(np.concatenate([c[0] for c in curves])) if curves else np.zeros(0, int)
+    Y = np.full((len(curves), len(xs)), np.nan)
+    for i, (x, y) in enumerate(curves):
+        Y[i, np.searchsorted(xs, x)] = y
+    return xs, Y
+
+
+def _band(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over seeds and the 95% t band per column (NaN where fewer than 2 seeds)."""
+    n = np.sum(np.isfinite(Y), axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        m = np.nanmean(Y, axis=0)
+        sd = np.nanstd(Y, axis=0, ddof=1) if Y.shape[0] > 1 else np.full(Y.shape[1], np.nan)
+    tq = np.where(n >= 2, sps.t.ppf(0.975, np.maximum(n - 1, 1)), np.nan)
+    half = tq * sd / np.sqrt(np.maximum(n, 1))
+    return m, m - half, m + half
+
+
+def _draw(
+    ax: plt.Axes,
+    runs: Sequence[Run],
+    key: str,
+    color: Any,
+    label: str,
+    *,
+    smooth: bool,
+    raw: bool,
+    marker: str | None = None,
+    ls: Any = "-",
+) -> bool:
+    """Per-seed raw lines (thin), then the mean over seeds (of the EMA-smoothed curves when
+    ``smooth``) and its 95% band. Returns False when no run has ``key``."""
+    curves = [r.series(key) for r in runs]
+    curves = [c for c in curves if len(c[0])]
+    if not curves:
+        return False
+    if raw:
+        for x, y in curves:
+            ax.plot(x, y, color=color, lw=0.7, alpha=0.3)
+    if smooth:
+        w = ema_weight(max(len(c[0]) for c in curves))
+        curves = [(x, np.asarray(ema(y, w))) for x, y in curves]
+    x, Y = _stack(curves)
+    m, lo, hi = _band(Y)
+    n = len(curves)
+    ax.plot(x, m, color=color, lw=2, ls=ls, marker=marker, ms=4, label=f"{label} (n={n})")
+    if n >= 2:
+        ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
+    return True
+
+
+def _samples_axis(ax: plt.Axes, runs: Sequence[Run]) -> None:
+    """A top axis in samples (episodes) when all runs share B x K."""
+    bk = {r.batch[0] * r.batch[1] for r in runs}
+    if len(bk) == 1 and (k := bk.pop()) > 0:
+        top = ax.secondary_xaxis("top", functions=(lambda s: s * k, lambda e: e / k))
+        top.set_xlabel(f"samples (episodes; B x K = {k} per step)", fontsize=9)
+        top.tick_params(labelsize=8)
+
+
+def _finish(fig: plt.Figure, ax: plt.Axes, path: Path, legend: bool = True) -> Path:
+    if legend and ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="best", framealpha=0.85)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=_DPI)
+    plt.close(fig)
+    return path
+
+
+def _title(env: str, what: str, n_by_variant: dict[str, int]) -> str:
+    seeds = sorted(set(n_by_variant.values()))
+    s = "/".join(map(str, seeds))
+    return f"{env}: {what}\n({s} seed{'s' if seeds != [1] else ''} per variant)"
+
+
+# ------------------------------------------------------------------------------- figures
+def _fig_reward(env: str, by_var: dict[str, list[Run]], role: str, out: Path) -> Path | None:
+    colors, styles = variant_colors(by_var), variant_styles(by_var)
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    drawn = False
+    for v, rs in by_var.items():
+        drawn |= _draw(
+            ax, rs, f"{role}/reward_mean", colors[v], v, smooth=True, raw=True, ls=styles[v]
+        )
+    if not drawn:
+        plt.close(fig)
+        return None
+    n = {v: len(rs) for v, rs in by_var.items()}
+    ax.set_title(
+        _title(env, f"{role} reward (raw per seed: thin; EMA mean, 95% band)", n), fontsize=10
+    )
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"mean training reward of {role} (per trajectory)")
+    _samples_axis(ax, [r for rs in by_var.values() for r in rs])
+    return _finish(fig, ax, out)
+
+
+def _fig_success(env: str, by_var: dict[str, list[Run]], out: Path) -> Path | None:
+    colors, styles = variant_colors(by_var), variant_styles(by_var)
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    drawn = False
+    for v, rs in by_var.items():
+        drawn |= _draw(
+            ax,
+            rs,
+            "eval/success_greedy",
+            colors[v],
+            v,
+            smooth=False,
+            raw=False,
+            marker="o",
+            ls=styles[v],
+        )
+    if not drawn:
+        plt.close(fig)
+        return None
+    oracle = [y[-1] for r in (x for rs in by_var.values() for x in rs)
+              for _, y in [r.series("eval/oracle_success")] if len(y)]  # fmt: skip
+    if oracle:
+        level = float(np.mean(oracle))
+        ax.axhline(level, color="k", ls="--", lw=1.2, label=f"oracle success ({level:.2f})")
+    ax.set_ylim(-0.03, 1.05)
+    n = {v: len(rs) for v, rs in by_var.items()}
+    ax.set_title(_title(env, "greedy evaluation success (mean, 95% band)", n), fontsize=10)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("success rate (fraction of eval episodes)")
+    _samples_axis(ax, [r for rs in by_var.values() for r in rs])
+    return _finish(fig, ax, out)
+
+
+def _align_target(run: Run, role: str) -> float | None:
+    d = run.config.get("roles", {}).get(role, {}).get("align_target")
+    d = d if d is not None else run.config.get("algo", {}).get("align_target")
+    return float(d) if d is not None else None
+
+
+def _fig_calls(env: str, by_var: dict[str, list[Run]], out: Path) -> Path | None:
+    all_runs = [r for rs in by_var.values() for r in rs]
+    roles = specialists_of(all_runs)
+    if not roles:
+        return None
+    colors, styles = variant_colors(by_var), variant_styles(by_var)
+    fig, axes = plt.subplots(1, len(roles), figsize=(6.5 * len(roles), 4.4), squeeze=False)
+    for ax, role in zip(axes[0], roles, strict=True):
+        data = {}
+        for v, rs in by_var.items():
+            vals = np.concatenate([r.series(f"{role}/calls_mean")[1] for r in rs])
+            if len(vals):
+                data[v] = vals
+        if not data:
+            ax.set_visible(False)
+            continue
+        hi = max(float(v.max()) for v in data.values())
+        targets = {t for r in all_runs if (t := _align_target(r, role)) is not None}
+        hi = max([hi, *targets]) if targets else hi
+        bins = np.linspace(0, max(hi, 1e-6) * 1.02, 21)
+        for v, vals in data.items():
+            ax.hist(vals, bins=bins, color=colors[v], alpha=0.25)
+            ax.hist(vals, bins=bins, color=colors[v], histtype="step", lw=1.6, ls=styles[v],
+                    label=f"{v} (mean {vals.mean():.2f}, {len(vals)} steps)")  # fmt: skip
+        for t in sorted(targets):
+            ax.axvline(t, color="k", ls="--", lw=1.2, label=f"alignment target D = {t:g}")
+        ax.set_xlabel(f"mean calls d_k of {role} per episode, in one training step")
+        ax.set_ylabel("training steps (count, all seeds)")
+        ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.set_title(f"{role}: distribution of the per-step mean d_k", fontsize=10)
+        ax.legend(fontsize=8, framealpha=0.85)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{env}: specialist calls d_k\n(per-step means, pooled over steps and seeds)",
+                 fontsize=10)  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(out, dpi=_DPI)
+    plt.close(fig)
+    return out
+
+
+def _fig_alignment(env: str, by_var: dict[str, list[Run]], out: Path) -> Path | None:
+    all_runs = [r for rs in by_var.values() for r in rs]
+    roles = specialists_of(all_runs)
+    if not roles:
+        return None
+    colors, styles = variant_colors(by_var), variant_styles(by_var)
+    fig, axes = plt.subplots(
+        len(roles), 3, figsize=(13, 3.6 * len(roles) + 0.6), squeeze=False, sharex=True
+    )
+    for i, role in enumerate(roles):
+        for j, c in enumerate(COUNTERS):
+            ax = axes[i, j]
+            for v, rs in by_var.items():
+                _draw(ax, rs, f"{role}/{c}", colors[v], v, smooth=False, raw=len(rs) > 1,
+                      ls=styles[v])  # fmt: skip
+            lo, hi = ax.get_ylim()
+            ax.set_ylim(0, max(hi, 1.0))
+            ax.set_title(f"{role}: {c.removeprefix('align_')} rows", fontsize=10)
+            ax.set_ylabel("trajectories per step")
+            ax.grid(alpha=0.3)
+            if i == len(roles) - 1:
+                ax.set_xlabel("training step")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=9)
+    n = {v: len(rs) for v, rs in by_var.items()}
+    fig.suptitle(
+        _title(env, "alignment to D rows per specialist (mean over seeds, 95% band)", n).replace(
+            "\n", " "
+        ),
+        fontsize=10,
+    )
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(out, dpi=_DPI)
+    plt.close(fig)
+    return out
+
+
+def _fig_share(
+    env: str, by_var: dict[str, list[Run]], key: str, what: str, out: Path
+) -> Path | None:
+    """Per-step share ``key`` (category errors, constraints kept), EMA mean and 95% band."""
+    colors, styles = variant_colors(by_var), variant_styles(by_var)
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    drawn = False
+    for v, rs in by_var.items():
+        drawn |= _draw(ax, rs, key, colors[v], v, smooth=True, raw=True, ls=styles[v])
+    if not drawn:
+        plt.close(fig)
+        return None
+    n = {v: len(rs) for v, rs in by_var.items()}
+    ax.set_title(_title(env, f"{what} during training (EMA mean, 95% band)", n), fontsize=10)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"{what} (fraction of training episodes)")
+    ax.set_ylim(-0.03, 1.05)
+    _samples_axis(ax, [r for rs in by_var.values() for r in rs])
+    return _finish(fig, ax, out)
+
+
+def _has_nonzero(runs: Iterable[Run], key: str) -> bool:
+    return any(len(y) and np.any(y != 0) for y in (r.series(key)[1] for r in runs))
+
+
+def plot_runs(run_dirs: Iterable[str | Path | Run], out_dir: str | Path) -> list[Path]:
+    """Write the figures of the module docstring for ``run_dirs`` (run dirs, dirs holding run
+    dirs, or loaded :class:`~experiments.stats.Run`) into ``out_dir``; returns the PNG paths.
+    Raises ``ValueError`` on a missing/corrupt run dir or when no runs are found."""
+    items = list(run_dirs)
+    runs = [x for x in items if isinstance(x, Run)]
+    paths = [x for x in items if not isinstance(x, Run)]
+    runs += load_runs(paths) if paths else []
+    if not runs:
+        raise ValueError("no runs to plot")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    by_env: dict[str, dict[str, list[Run]]] = {}
+    for (env, variant), rs in group_runs(runs).items():
+        by_env.setdefault(env, {})[variant] = rs
+    written: list[Path] = []
+    for env, by_var in by_env.items():
+        short = _env_short(env)
+        env_runs = [r for rs in by_var.values() for r in rs]
+        figs = [_fig_success(env, by_var, out_dir / f"{short}_success.png")]
+        for role in roles_of(env_runs):
+            figs.append(_fig_reward(env, by_var, role, out_dir / f"{short}_reward_{role}.png"))
+        figs.append(_fig_calls(env, by_var, out_dir / f"{short}_calls.png"))
+        figs.append(_fig_alignment(env, by_var, out_dir / f"{short}_alignment.png"))
+        if _has_nonzero(env_runs, "tool/category_error_rate"):
+            figs.append(
+                _fig_share(
+                    env,
+                    by_var,
+                    "tool/category_error_rate",
+                    "category-error rate",
+                    out_dir / f"{short}_category_errors.png",
+                )  # fmt: skip
+            )
+        if any("main/constraints_kept" in row for r in env_runs for row in r.rows):
+            figs.append(
+                _fig_share(
+                    env,
+                    by_var,
+                    "main/constraints_kept",
+                    "constraints-kept share",
+                    out_dir / f"{short}_constraints_kept.png",
+                )  # fmt: skip
+            )
+        written += [f for f in figs if f is not None]
+    return written
+
+
+# --------------------------------------------------------------------------------- study
+def _find_param(names: Iterable[str], suffix: str) -> str | None:
+    names = list(names)
+    if suffix in names:
+        return suffix
+    hits = [n for n in names if n.split(".")[-1] == suffix or n.endswith(suffix)]
+    return hits[0] if hits else None
+
+
+def plot_study(study: Any, out_dir: str | Path) -> list[Path]:
+    """Optuna figures of ``study`` into ``out_dir``: ``study_history.png`` (optimization history;
+    for a multi-objective study the first objective, plus ``study_pareto.png``),
+    ``study_importances.png`` (skipped with a note on stderr with < 2 completed trials or when
+    the importance evaluator fails) and ``study_contour.png`` (D x w: the params named
+    ``align_target`` and ``local_share``, dotted names allowed). Returns the PNG paths."""
+    import optuna
+    import optuna.visualization.matplotlib as ov
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    multi = len(study.directions) > 1
+    kw: dict[str, Any] = {"target": (lambda t: t.values[0]), "target_name": "objective 0"}
+    kw = kw if multi else {}
+    written: list[Path] = []
+
+    def save(name: str, draw: Any) -> None:
+        with plt.style.context("default"):
+            try:
+                res = draw()
+            except (ValueError, RuntimeError, ZeroDivisionError, IndexError) as e:
+                print(f"note: {name} skipped ({e})", file=sys.stderr)
+                plt.close("all")
+                return
+            fig = (res.flat[0] if isinstance(res, np.ndarray) else res).figure
+            wi, hi = fig.get_size_inches()
+            fig.set_size_inches(max(wi, 7.0), max(hi, 4.5))
+            fig.tight_layout()
+            path = out_dir / f"study_{name}.png"
+            fig.savefig(path, dpi=_DPI)
+            plt.close("all")
+            written.append(path)
+
+    if not done:
+        print("note: the study has no completed trial; nothing to plot", file=sys.stderr)
+        return written
+    save("history", lambda: ov.plot_optimization_history(study, **kw))
+    if multi:
+        save("pareto", lambda: ov.plot_pareto_front(study))
+    if len(done) < 2:
+        print("note: parameter importances skipped (< 2 completed trials)", file=sys.stderr)
+    else:
+        save("importances", lambda: ov.plot_param_importances(study, **kw))
+    names = {p for t in done for p in t.params}
+    d, w = _find_param(names, "align_target"), _find_param(names, "local_share")
+    if d and w:
+        save("contour", lambda: ov.plot_contour(study, params=[d, w], **kw))
+    else:
+        print("note: D x w contour skipped (the study has no align_target/local_share params)",
+              file=sys.stderr)  # fmt: skip
+    return written
+
+
+def _load_study(storage: str, name: str | None) -> Any:
+    import optuna
+
+    if "://" not in storage and not storage.startswith("journal:"):
+        p = Path(storage)
+        if not p.is_file():
+            raise ValueError(f"{storage}: no such study storage file")
+        storage = f"sqlite:///{p.resolve()}"
+    if storage.startswith("journal:"):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = JournalStorage(JournalFileBackend(storage.removeprefix("journal:")))
+    if name is None:
+        names = optuna.study.get_all_study_names(storage)
+        if len(names) != 1:
+            raise ValueError(f"the storage holds studies {names}; pick one with --study")
+        name = names[0]
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+# ----------------------------------------------------------------------------------- CLI
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``mgrpo plot`` on an ``argparse`` subparsers object."""
+    p = subparsers.add_parser(
+        "plot",
+        help="plot runs (stability curves, success, d_k, alignment) and optionally a study",
+        description="Plot run dirs: a directory holding run dirs (any depth) expands to them.",
+    )
+    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run dirs or dirs of run dirs")
+    p.add_argument("--out", help="output directory (default: <first RUN_DIR>/plots)")
+    p.add_argument("--storage", help="Optuna storage of a study: URL, journal:PATH or .db file")
+    p.add_argument("--study", help="study name (default: the only study in --storage)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """``mgrpo plot``: 0 on success, 2 on bad input (one line on stderr)."""
+    if not args.run_dirs and not args.storage:
+        print("error: give at least one RUN_DIR (or --storage for a study)", file=sys.stderr)
+        return 2
+    first = args.run_dirs[0] if args.run_dirs else Path(args.storage).parent
+    out = Path(args.out) if args.out else Path(first) / "plots"
+    try:
+        written = plot_runs(args.run_dirs, out) if args.run_dirs else []
+        if args.storage:
+            written += plot_study(_load_study(args.storage, args.study), out)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # storage errors (unreachable URL, missing study) are not ValueError
+        if type(e).__module__.startswith(("optuna", "sqlalchemy")):
+            print(f"error: cannot load the study: {e}".splitlines()[0], file=sys.stderr)
+            return 2
+        raise
+    for p in written:
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    _p = argparse.ArgumentParser(prog="mgrpo")
+    add_parser(_p.add_subparsers(dest="command", required=True))
+    _a = _p.parse_args()
+    sys.exit(_a.func(_a))
