@@ -514,7 +514,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    _p = argparse.ArgumentParser(prog="mgrpo")
-    add_parser(_p.add_subparsers(dest="command", required=True))
-    _a = _p.parse_args()
-    sys.exit(_a.func(_a))
+    _parser = argparse.ArgumentParser(prog="mgrpo")
+    add_parser(_parser.add_subparsers(dest="command", required=True))
+    _args = _parser.parse_args()
+    sys.exit(_args.func(_args))

@@ -1,0 +1,285 @@
+"""A Markdown report of an ablation directory (issue 6, items 4 and 7): ``mgrpo report DIR``.
+
+:func:`write_report` finds the run dirs under ``DIR`` (any depth), writes the summary tables
+(``DIR/summary.csv``, ``DIR/summary.md``), the figures (``DIR/plots/``, via
+:func:`experiments.plots.plot_runs`) and ``REPORT.md`` (or ``out``) with: the settings (budget =
+steps x B x K, seeds, variants, keys that differ between runs), the table per env, a short
+factual "what was measured" text per env (ordering of final success with 95% CIs, Welch tests at
+0.05 against ``mgrpo``, stability and completion time, and the paper's two comparisons where their
+variants are present), and the figures as relative links. Study figures already in
+``DIR/plots/study_*.png`` (from ``mgrpo plot --storage``) are linked too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from experiments.stats import (
+    Run,
+    format_markdown,
+    group_runs,
+    load_runs,
+    summary_table,
+    write_summary,
+)
+
+__all__ = ["write_report", "measured_text", "add_parser", "run"]
+
+ALPHA = 0.05
+"""significance level of the Welch tests in the text"""
+_FIG_CAPTIONS = {
+    "success": "Greedy evaluation success vs training step (mean over seeds, 95% band), "
+    "oracle success dashed.",
+    "reward_main": "Stability: main agent's training reward, raw per seed (thin) and "
+    "EMA-smoothed mean with 95% band.",
+    "calls": "Distribution of the per-step mean specialist calls d_k, alignment target D dashed.",
+    "alignment": "Alignment counters per step: rows duplicated, dropped and empty.",
+    "category_errors": "Category-error rate of tool calls during training.",
+    "constraints_kept": "Share of constraints kept during training.",
+}
+
+
+def _flat(d: dict[str, Any], pre: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _flat(v, f"{pre}{k}.")
+        else:
+            out[f"{pre}{k}"] = v
+    return out
+
+
+def _ci(row: dict[str, Any]) -> str:
+    m, lo, hi = row["final_success"], row["final_success_lo"], row["final_success_hi"]
+    if math.isnan(m):
+        return "n/a"
+    return f"{m:.3f}" + ("" if math.isnan(lo) else f" [{lo:.3f}, {hi:.3f}]")
+
+
+def _settings(env: str, runs: list[Run]) -> list[str]:
+    """Bullet lines: variants and seeds, steps, B, K, budget, and config keys that differ."""
+    groups = group_runs(runs)
+    lines = [f"- variants: {', '.join(v for (_, v) in groups)}"]
+    for (_, v), rs in groups.items():
+        lines.append(f"  - `{v}`: {len(rs)} seed(s) ({', '.join(str(r.seed) for r in rs)})")
+    flats = [_flat(r.config) for r in runs]
+    steps = sorted({r.steps for r in runs})
+    Bs = sorted({r.batch[0] for r in runs})
+    Ks = sorted({r.batch[1] for r in runs})
+    budgets = sorted({r.steps * r.batch[0] * r.batch[1] for r in runs})
+    lines.append(
+        f"- budget: steps x B x K = {_join(steps)} x {_join(Bs)} x {_join(Ks)} = "
+        f"{_join(budgets)} episodes per run"
+    )
+    planned = sorted({int(f.get("steps", 0)) for f in flats})
+    if planned != steps:
+        lines.append(f"- planned steps {_join(planned)}; some runs stopped early (steps logged)")
+    same = {k: flats[0][k] for k in flats[0] if all(f.get(k) == flats[0][k] for f in flats)}
+    keys = ("algo.align_target", "algo.align_mode", "reward.alpha", "reward.beta", "optim.lr")
+    shown = [f"`{k}` = {same[k]!r}" for k in keys if k in same]
+    if shown:
+        lines.append("- " + ", ".join(shown))
+    differ = sorted({k for f in flats for k in f if k not in same} - {"seed", "variant"})
+    if differ:
+        lines.append(f"- keys that differ between runs (beyond variant and seed): {differ}")
+    cut = [r.path.name for r in runs if r.truncated]
+    if cut:
+        lines.append(f"- truncated last metrics line skipped (killed runs): {cut}")
+    return lines
+
+
+def _join(xs: list[Any]) -> str:
+    return str(xs[0]) if len(xs) == 1 else "{" + ", ".join(map(str, xs)) + "}"
+
+
+def _pvalue_text(row: dict[str, Any]) -> str:
+    p = row.get("p_value")
+    if p is None:
+        return "Welch p n/a (fewer than 2 seeds on a side or zero variance)"
+    verdict = "significant" if p < ALPHA else "not significant"
+    return f"Welch p = {p:.3g}, {verdict} at {ALPHA}"
+
+
+def measured_text(table: list[dict[str, Any]], baseline: str = "mgrpo") -> list[str]:
+    """Factual sentences for one env's rows of :func:`~experiments.stats.summary_table`."""
+    rows = [r for r in table if not math.isnan(r["final_success"])]
+    out: list[str] = []
+    if not rows:
+        return ["No run has an evaluation yet."]
+    by = {r["variant"]: r for r in table}
+    order = sorted(rows, key=lambda r: -r["final_success"])
+    text = f"`{order[0]['variant']}` {_ci(order[0])}"
+    for prev, r in zip(order, order[1:], strict=False):
+        rel = ">" if prev["final_success"] > r["final_success"] else "="
+        text += f" {rel} `{r['variant']}` {_ci(r)}"
+    out.append(f"Final greedy success, mean over seeds [95% CI], highest first: {text}.")
+    b = by.get(baseline)
+    if b is None:
+        out.append(f"No `{baseline}` runs, so no comparison against it.")
+    else:
+        for r in table:
+            if r is b:
+                continue
+            out.append(
+                f"`{r['variant']}` vs `{baseline}`: difference in final success "
+                f"{r['diff_vs_baseline']:+.3f}; {_pvalue_text(r)}."
+            )
+    stab = [r for r in table if not math.isnan(r["reward_change_std"])]
+    if stab:
+        stab.sort(key=lambda r: r["reward_change_std"])
+        out.append(
+            "Stability of the main reward (std of step-to-step change, lower first): "
+            + ", ".join(f"`{r['variant']}` {r['reward_change_std']:.4f}" for r in stab)
+            + "; worst EMA drawdown: "
+            + ", ".join(f"`{r['variant']}` {r['worst_drawdown']:.4f}" for r in stab)
+            + "."
+        )
+    if b is not None and b["sim_time"] and not math.isnan(b["sim_time"]):
+        parts = [
+            f"`{r['variant']}` {r['sim_time']:.3g} (x{r['sim_time_ratio']:.3f})"
+            for r in table
+            if r["sim_time_ratio"] is not None and not math.isnan(r["sim_time"])
+        ]
+        out.append(
+            f"Simulated completion time of an evaluation episode (ratio to `{baseline}`): "
+            + ", ".join(parts)
+            + "."
+        )
+    out += _paper_claims(by, baseline)
+    return out
+
+
+def _paper_claims(by: dict[str, dict[str, Any]], baseline: str) -> list[str]:
+    """The paper's two comparisons, stated against the measured numbers."""
+    out = []
+    trio = ["mgrpo", "main_only", "single_agent"]
+    if all(v in by for v in trio) and baseline == "mgrpo":
+        means = [by[v]["final_success"] for v in trio]
+        holds = means[0] > means[1] > means[2]
+        p1 = by["main_only"]["p_value"]
+        sig = "significant" if p1 is not None and p1 < ALPHA else "not significant"
+        out.append(
+            "Paper's ordering co-train > main-only > single-agent: the measured means "
+            + ("follow" if holds else "do not follow")
+            + " it ("
+            + ", ".join(f"{v} {m:.3f}" for v, m in zip(trio, means, strict=True))
+            + f"); mgrpo vs main_only is {sig} at {ALPHA}."
+        )
+    if all(v in by for v in ("mgrpo", "no_alignment", "async_queue")):
+        s = {v: by[v]["reward_change_std"] for v in ("mgrpo", "no_alignment", "async_queue")}
+        low = min(s, key=lambda v: s[v])
+        out.append(
+            "Paper's synchronization claim (mgrpo more stable than no_alignment and "
+            f"async_queue): the lowest std of reward change is `{low}` ("
+            + ", ".join(f"{v} {x:.4f}" for v, x in s.items())
+            + ")."
+        )
+    return out
+
+
+def _rel(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
+
+
+def write_report(
+    dir: str | Path, out: str | Path | None = None, *, baseline: str = "mgrpo"
+) -> Path:
+    """Write the report of the ablation in ``dir`` (see the module docstring) and return its
+    path. Raises ``ValueError`` when ``dir`` is missing, holds no run dirs or a corrupt one."""
+    from experiments.plots import _env_short, plot_runs
+
+    root = Path(dir)
+    if not root.is_dir():
+        raise ValueError(f"{root}: no such directory")
+    runs = load_runs([root])
+    out_path = Path(out) if out else root / "REPORT.md"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    table = summary_table(runs, baseline=baseline)
+    write_summary(table, root, baseline)
+    plots_dir = root / "plots"
+    figs = plot_runs(runs, plots_dir)
+    here = out_path.parent
+
+    lines = [f"# Report: {root.name}", ""]
+    lines += [
+        f"Generated by `mgrpo report` from {len(runs)} run(s) under `{_rel(root, here)}/`. "
+        f"Baseline for the comparisons: `{baseline}`. Tables also in `summary.csv`/`summary.md`.",
+        "",
+        "Columns: final success = `eval/success_greedy` at each run's last evaluation, mean over "
+        "seeds with a 95% t interval; AUC = mean greedy success over the evaluation points; "
+        "steps to threshold = first step with `eval/oracle_fraction` >= 0.9 (mean over the seeds "
+        "that reached it); std of reward change = std of step-to-step changes of "
+        "`main/reward_mean`; worst drawdown = largest drop of its EMA below the running maximum; "
+        "d_k = mean specialist calls per episode; duplicated/dropped/empty = alignment rows per "
+        "step (all specialists); sim time = `eval/sim_time` at the last evaluation; Welch p = "
+        f"two-sided Welch t-test of final success against `{baseline}`.",
+        "",
+    ]
+    by_env: dict[str, list[Run]] = {}
+    for r in runs:
+        by_env.setdefault(r.env_id, []).append(r)
+    for env in sorted(by_env):
+        rows = [r for r in table if r["env"] == env]
+        lines += [f"## {env}", "", "### Settings", ""]
+        lines += _settings(env, by_env[env]) + [""]
+        lines += ["### Summary", "", format_markdown(rows, baseline), "### What was measured", ""]
+        lines += [f"- {s}" for s in measured_text(rows, baseline)] + [""]
+        short = _env_short(env)
+        env_figs = [f for f in figs if f.name.startswith(short + "_")]
+        if env_figs:
+            lines += ["### Figures", ""]
+            for f in env_figs:
+                kind = f.stem.removeprefix(short + "_")
+                cap = _FIG_CAPTIONS.get(kind)
+                if cap is None and kind.startswith("reward_"):
+                    role = kind.removeprefix("reward_")
+                    cap = (
+                        f"Stability: specialist `{role}`'s training reward, raw per seed (thin) "
+                        "and EMA-smoothed mean with 95% band."
+                    )
+                lines += [f"![{kind}]({_rel(f, here)})", "", f"*{cap or kind}*", ""]
+    study = sorted(plots_dir.glob("study_*.png")) if plots_dir.is_dir() else []
+    if study:
+        lines += ["## Hyperparameter study", ""]
+        for f in study:
+            lines += [f"![{f.stem}]({_rel(f, here)})", ""]
+    out_path.write_text("\n".join(lines).rstrip() + "\n")
+    return out_path
+
+
+# ----------------------------------------------------------------------------------- CLI
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``mgrpo report`` on an ``argparse`` subparsers object."""
+    p = subparsers.add_parser(
+        "report",
+        help="Markdown report (tables, figures, measured comparisons) of an ablation directory",
+        description="Write DIR/REPORT.md (or --out), DIR/summary.{csv,md} and DIR/plots/*.png.",
+    )
+    p.add_argument("dir", metavar="DIR", help="directory holding run dirs (any depth)")
+    p.add_argument("--out", metavar="FILE", help="report path (default: DIR/REPORT.md)")
+    p.add_argument("--baseline", default="mgrpo", help="variant compared against (default mgrpo)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """``mgrpo report``: 0 on success, 2 on bad input (one line on stderr)."""
+    try:
+        path = write_report(args.dir, args.out, baseline=getattr(args, "baseline", "mgrpo"))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    _parser = argparse.ArgumentParser(prog="mgrpo")
+    add_parser(_parser.add_subparsers(dest="command", required=True))
+    _args = _parser.parse_args()
+    sys.exit(_args.func(_args))
