@@ -98,7 +98,9 @@ def main() -> None:
     p.add_argument("--target", type=int, default=8, help="D, alignment target (default 8)")
     p.add_argument("--repeats", type=int, default=7, help="timed repeats, median reported")
     p.add_argument("--loop-slice", type=int, default=1024, help="queries timed for the loop")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = p.parse_args()
+    torch.set_num_threads(args.threads)
     b, k, d = args.queries, args.group_size, args.target
     if min(b, k, d, args.repeats, args.loop_slice) < 1:
         p.error("--queries, --group-size, --target, --repeats, --loop-slice must be >= 1")

@@ -76,7 +76,7 @@ class EnvConfig:
 
 @dataclass
 class AlgoConfig:
-    queries_per_step: int = 16
+    queries_per_step: int = 32
     """B: queries sampled per training step"""
     group_size: int = 8
     """K: rollouts per query (>= 2; the paper uses 8)"""
@@ -192,7 +192,7 @@ class OptimConfig:
 
 @dataclass
 class EvalConfig:
-    every: int = 10
+    every: int = 20
     """evaluate on held-out queries every this many steps (and at the first and last step)"""
     episodes: int = 256
     """held-out episodes per evaluation"""
@@ -259,7 +259,7 @@ class TrainConfig:
     gated_reward, shared_policy"""
     seed: int = 0
     """seeds everything (queries, episodes, policies, alignment)"""
-    steps: int = 200
+    steps: int = 400
     """training steps; the sample budget is steps x B x K episodes"""
     threads: int = 1
     """torch threads (fixes results bit for bit on one machine)"""
