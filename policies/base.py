@@ -25,6 +25,8 @@ class Policy(Protocol):
 
     nvec: np.ndarray
     """``(n_comp,)`` MultiDiscrete sizes of the action."""
+    input_dim: int
+    """width of the encoded input of one row (what ``encode`` returns per row)."""
 
     def act(
         self, obs: dict[str, np.ndarray], greedy: bool = False

@@ -126,6 +126,7 @@ class MLPPolicy(nn.Module):
             raise ValueError(f"hidden must be >= 1, got {hidden}")
         self.nvec = np.asarray(action_space.nvec, dtype=np.int64)
         self.obs_encoder = ObsEncoder(observation_space)
+        self.input_dim = self.obs_encoder.dim
         init = torch.Generator().manual_seed(int(seed))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(init.initial_seed()))

@@ -125,9 +125,8 @@ def rows_from_records(
     Observations of all steps of all records are encoded in one call to ``policy.encode``.
     """
     n_comp = len(policy.nvec)
-    if not records:
-        dim = policy.encode(_dummy_obs(mask_dim)).shape[1] if mask_dim else 0
-        return _empty_rows(dim, mask_dim, n_comp)
+    if not records:  # no delegation in the whole batch
+        return _empty_rows(int(policy.input_dim), mask_dim, n_comp)
     lengths = np.array([len(r.actions) for _, r in records])
     n, t_max = len(records), int(lengths.max())
     keys = records[0][1].observations.keys()
@@ -158,10 +157,6 @@ def rows_from_records(
         expert=torch.tensor([r.expert for _, r in records], dtype=torch.float32),
         version=torch.full((n,), version, dtype=torch.int64),
     )
-
-
-def _dummy_obs(mask_dim: int) -> dict[str, np.ndarray]:
-    return {"action_mask": np.zeros((0, mask_dim), np.int8)}
 
 
 class _Greedy:

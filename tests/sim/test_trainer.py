@@ -157,3 +157,23 @@ def test_nan_reward_stops_with_step_and_component_and_keeps_checkpoint(tmp_path,
         tr.train()
     assert (tmp_path / "r" / "checkpoint.pt").read_bytes() == saved
     assert load_checkpoint(tmp_path / "r")["step"] == 1
+
+
+def test_a_step_without_any_delegation_trains_main_only(tmp_path, monkeypatch):
+    # regression: a batch in which no rollout delegated must not crash the sub rows
+    tr = Trainer(tiny(ENVS[0]), tmp_path / "r", progress=False)
+    import sim.trainer as trainer_mod
+
+    real = trainer_mod.collect_rollouts
+
+    def no_calls(env, main, subs, *args, **kwargs):
+        batch = real(env, main, subs, *args, **kwargs)
+        from sim.rollout import rows_from_records
+
+        batch.subs = {r: rows_from_records([], subs[r], int(subs[r].nvec.sum()), 0) for r in subs}
+        batch.calls = {r: np.zeros_like(c) for r, c in batch.calls.items()}
+        return batch
+
+    monkeypatch.setattr(trainer_mod, "collect_rollouts", no_calls)
+    row = tr.train_step()
+    assert row["sub/rows"] == 0 and row["sub/align_empty"] == 16 and row["main/rows"] == 16
