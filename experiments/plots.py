@@ -129,6 +129,7 @@ def _draw(
     raw: bool,
     marker: str | None = None,
     ls: Any = "-",
+    clip: tuple[float, float] | None = None,
 ) -> bool:
     """Per-seed raw lines (thin), then the mean over seeds (of the EMA-smoothed curves when
     ``smooth``) and its 95% band. Returns False when no run has ``key``."""
@@ -144,10 +145,12 @@ def _draw(
         curves = [(x, np.asarray(ema(y, w))) for x, y in curves]
     x, Y = _stack(curves)
     m, lo, hi = _band(Y)
+    if clip is not None:  # a 95% band of a bounded quantity, cut at its bounds
+        lo, hi = np.clip(lo, *clip), np.clip(hi, *clip)
     n = len(curves)
     ax.plot(x, m, color=color, lw=2, ls=ls, marker=marker, ms=4, label=f"{label} (n={n})")
     if n >= 2:
-        ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
+        ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
     return True
 
 
@@ -213,6 +216,7 @@ def _fig_success(env: str, by_var: dict[str, list[Run]], out: Path) -> Path | No
             raw=False,
             marker="o",
             ls=styles[v],
+            clip=(0.0, 1.0),
         )
     if not drawn:
         plt.close(fig)
@@ -290,7 +294,7 @@ def _fig_alignment(env: str, by_var: dict[str, list[Run]], out: Path) -> Path | 
         for j, c in enumerate(COUNTERS):
             ax = axes[i, j]
             for v, rs in by_var.items():
-                _draw(ax, rs, f"{role}/{c}", colors[v], v, smooth=False, raw=len(rs) > 1,
+                _draw(ax, rs, f"{role}/{c}", colors[v], v, smooth=False, raw=False,
                       ls=styles[v])  # fmt: skip
             lo, hi = ax.get_ylim()
             ax.set_ylim(0, max(hi, 1.0))
@@ -323,7 +327,9 @@ def _fig_share(
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     drawn = False
     for v, rs in by_var.items():
-        drawn |= _draw(ax, rs, key, colors[v], v, smooth=True, raw=True, ls=styles[v])
+        drawn |= _draw(
+            ax, rs, key, colors[v], v, smooth=True, raw=True, ls=styles[v], clip=(0.0, 1.0)
+        )
     if not drawn:
         plt.close(fig)
         return None
