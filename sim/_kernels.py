@@ -11,7 +11,28 @@ from numba import njit
 MODE_CODES = {"duplicate_drop": 0, "balanced": 1, "mask": 2}
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
+def _smallest(keys, k, buf_k, buf_p):  # pragma: no cover - compiled
+    """Positions of the ``k`` smallest ``keys`` in ascending (key, position) order, i.e. the first
+    ``k`` of a stable argsort, by insertion into ``buf`` (no allocation)."""
+    cnt = 0
+    for p in range(keys.shape[0]):
+        key = np.int64(keys[p])
+        if cnt == k and key >= buf_k[k - 1]:
+            continue
+        j = cnt if cnt < k else k - 1
+        while j > 0 and buf_k[j - 1] > key:
+            buf_k[j] = buf_k[j - 1]
+            buf_p[j] = buf_p[j - 1]
+            j -= 1
+        buf_k[j] = key
+        buf_p[j] = p
+        if cnt < k:
+            cnt += 1
+    return cnt
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def align_kernel(start, d, r_ids, target, mode, u, over_keys):  # pragma: no cover - compiled
     """Aligned positions (rollout-sorted order) ``(len(r_ids) * target,)`` and weights.
 
@@ -22,29 +43,31 @@ def align_kernel(start, d, r_ids, target, mode, u, over_keys):  # pragma: no cov
     n_blocks = r_ids.shape[0]
     index = np.empty(n_blocks * target, dtype=np.int64)
     weight = np.ones(n_blocks * target if mode == 2 else 0, dtype=np.float32)
+    buf_k = np.empty(target, dtype=np.int64)
+    buf_p = np.empty(target, dtype=np.int64)
     ko = 0
     for i in range(n_blocks):
         r = r_ids[i]
         dk = d[r]
         s0 = start[r]
         base = i * target
-        if dk > target:
-            order = np.argsort(over_keys[ko : ko + dk], kind="mergesort")
+        if dk > target:  # keep `target` rows without replacement: the smallest random keys
+            _smallest(over_keys[ko : ko + dk], target, buf_k, buf_p)
             for s in range(target):
-                index[base + s] = s0 + order[s]
+                index[base + s] = s0 + buf_p[s]
             ko += dk
             continue
+        if mode == 0 and dk < target:  # draw every slot (branch-free), originals overwrite below
+            for s in range(target):
+                index[base + s] = s0 + ((np.int64(u[i, s]) * dk) >> 32)
         for s in range(dk):
             index[base + s] = s0 + s
-        if dk == target:
+        if dk == target or mode == 0:
             continue
-        if mode == 0:
+        if mode == 1:  # a random permutation of the originals; copies cycle through it
+            _smallest(u[i, :dk], dk, buf_k, buf_p)
             for s in range(dk, target):
-                index[base + s] = s0 + ((np.int64(u[i, s]) * dk) >> 32)
-        elif mode == 1:
-            perm = np.argsort(u[i, :dk], kind="mergesort")
-            for s in range(dk, target):
-                index[base + s] = s0 + perm[(s - dk) % dk]
+                index[base + s] = s0 + buf_p[(s - dk) % dk]
         else:
             for s in range(dk, target):
                 index[base + s] = s0 + (s - dk) % dk
@@ -52,7 +75,7 @@ def align_kernel(start, d, r_ids, target, mode, u, over_keys):  # pragma: no cov
     return index, weight
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def aligned_adv_kernel(
     rewards, index, weight, block_group, block_len, n_groups, ddof, eps, scale, std_floor
 ):  # pragma: no cover - compiled
@@ -63,7 +86,7 @@ def aligned_adv_kernel(
     """
     n_blocks = block_group.shape[0]
     has_w = weight.shape[0] > 0
-    vals = np.empty(n_blocks * block_len, dtype=np.float64)
+    vals = np.empty(n_blocks * block_len, dtype=rewards.dtype)
     total = np.zeros(n_groups)
     count = np.zeros(n_groups)
     for i in range(n_blocks):
@@ -71,7 +94,7 @@ def aligned_adv_kernel(
         acc = 0.0
         c = 0.0
         for j in range(i * block_len, (i + 1) * block_len):
-            v = np.float64(rewards[index[j]])
+            v = rewards[index[j]]
             vals[j] = v
             if not has_w or weight[j] > 0:
                 acc += v
@@ -89,7 +112,7 @@ def aligned_adv_kernel(
         acc = 0.0
         for j in range(i * block_len, (i + 1) * block_len):
             if not has_w or weight[j] > 0:
-                dv = vals[j] - m
+                dv = np.float64(vals[j]) - m
                 acc += dv * dv
         ss[g] += acc
     std = np.zeros(n_groups)
@@ -122,15 +145,16 @@ def aligned_adv_kernel(
             inv = 1.0 / denom_batch
         else:
             inv = 1.0
-        for j in range(i * block_len, (i + 1) * block_len):
-            if has_w and weight[j] <= 0:
-                adv[j] = 0.0
-            else:
+        if has_w:
+            for j in range(i * block_len, (i + 1) * block_len):
+                adv[j] = (vals[j] - m) * inv if weight[j] > 0 else 0.0
+        else:
+            for j in range(i * block_len, (i + 1) * block_len):
                 adv[j] = (vals[j] - m) * inv
     return adv, count, mean, std, zero
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def count_kernel(rollout_ids, n_rollouts):  # pragma: no cover - compiled
     """One pass: d_k per rollout ``(n_rollouts,)``, whether ids are non-decreasing, and the first
     row whose id is outside ``[0, n_rollouts)`` (-1 when none)."""
