@@ -445,6 +445,18 @@ class Trainer:
         queries = HELDOUT + cfg.seed * n + np.arange(n, dtype=np.int64)
         seeds = [HELDOUT // 2 + i for i in range(n)]
         subs = {r: self.policies[r] for r in self.roles}
+        # evaluation samples from its own streams, so it never changes the training trajectory
+        saved = {r: p.generator.get_state() for r, p in self.policies.items()}
+        for i, p in enumerate(self.policies.values()):
+            p.generator.manual_seed(cfg.seed * 1_000_003 + self.step * 101 + i)
+        try:
+            out = self._evaluate(queries, seeds, subs)
+        finally:
+            for r, p in self.policies.items():
+                p.generator.set_state(saved[r])
+        return out
+
+    def _evaluate(self, queries: np.ndarray, seeds: list[int], subs: dict) -> dict[str, float]:
         out: dict[str, float] = {}
         for greedy, key in ((False, "eval/success"), (True, "eval/success_greedy")):
             b = collect_rollouts(

@@ -177,3 +177,14 @@ def test_a_step_without_any_delegation_trains_main_only(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer_mod, "collect_rollouts", no_calls)
     row = tr.train_step()
     assert row["sub/rows"] == 0 and row["sub/align_empty"] == 16 and row["main/rows"] == 16
+
+
+def test_evaluation_does_not_change_the_training_trajectory(tmp_path):
+    # eval draws from its own streams: training metrics are the same whatever eval.every is
+    a = run(tmp_path, tiny(ENVS[0], **{"eval.every": 1}), "a")[1]
+    b = run(tmp_path, tiny(ENVS[0], **{"eval.every": 5}), "b")[1]
+
+    def train_keys(rows):
+        return [{k: v for k, v in r.items() if not k.startswith(("time/", "eval/"))} for r in rows]
+
+    assert train_keys(a) == train_keys(b)
