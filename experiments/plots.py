@@ -421,15 +421,23 @@ def plot_study(study: Any, out_dir: str | Path) -> list[Path]:
     kw = kw if multi else {}
     written: list[Path] = []
 
-    def save(name: str, draw: Any) -> None:
+    def save(name: str, draw: Any, title: str | None = None, labels: tuple | None = None) -> None:
         with plt.style.context("default"):
             try:
-                res = draw()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # optuna's evaluator notes
+                    res = draw()
             except (ValueError, RuntimeError, ZeroDivisionError, IndexError) as e:
                 print(f"note: {name} skipped ({e})", file=sys.stderr)
                 plt.close("all")
                 return
-            fig = (res.flat[0] if isinstance(res, np.ndarray) else res).figure
+            ax = res.flat[0] if isinstance(res, np.ndarray) else res
+            fig = ax.figure
+            if title:
+                ax.set_title(f"{title}\n(study {study.study_name})", fontsize=10)
+            if labels:
+                ax.set_xlabel(labels[0])
+                ax.set_ylabel(labels[1])
             wi, hi = fig.get_size_inches()
             fig.set_size_inches(max(wi, 7.0), max(hi, 4.5))
             fig.tight_layout()
@@ -441,17 +449,26 @@ def plot_study(study: Any, out_dir: str | Path) -> list[Path]:
     if not done:
         print("note: the study has no completed trial; nothing to plot", file=sys.stderr)
         return written
-    save("history", lambda: ov.plot_optimization_history(study, **kw))
+    save("history", lambda: ov.plot_optimization_history(study, **kw), "optimization history")
     if multi:
         save("pareto", lambda: ov.plot_pareto_front(study))
     if len(done) < 2:
         print("note: parameter importances skipped (< 2 completed trials)", file=sys.stderr)
     else:
-        save("importances", lambda: ov.plot_param_importances(study, **kw))
+        save(
+            "importances",
+            lambda: ov.plot_param_importances(study, **kw),
+            "parameter importances (fANOVA)",
+        )
     names = {p for t in done for p in t.params}
     d, w = _find_param(names, "align_target"), _find_param(names, "local_share")
     if d and w:
-        save("contour", lambda: ov.plot_contour(study, params=[d, w], **kw))
+        save(
+            "contour",
+            lambda: ov.plot_contour(study, params=[d, w], **kw),
+            "objective over D x w (dots: trials)",
+            (f"alignment target D ({d})", f"local reward share w ({w})"),
+        )
     else:
         print("note: D x w contour skipped (the study has no align_target/local_share params)",
               file=sys.stderr)  # fmt: skip
