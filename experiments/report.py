@@ -211,7 +211,8 @@ def write_report(
         f"Baseline for the comparisons: `{baseline}`. Tables also in `summary.csv`/`summary.md`.",
         "",
         "Columns: final success = `eval/success_greedy` at each run's last evaluation, mean over "
-        "seeds with a 95% t interval; AUC = mean greedy success over the evaluation points; "
+        "seeds with a 95% t interval (not clipped to [0, 1]; figures clip their bands); "
+        "AUC = mean greedy success over the evaluation points; "
         "steps to threshold = first step with `eval/oracle_fraction` >= 0.9 (mean over the seeds "
         "that reached it); std of reward change = std of step-to-step changes of "
         "`main/reward_mean`; worst drawdown = largest drop of its EMA below the running maximum; "
