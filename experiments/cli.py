@@ -3,6 +3,8 @@ run, 130 interrupted (a checkpoint is written first).
 
     mgrpo train CONFIG [--set key=value ...] [--out DIR] [--resume] [--tensorboard]
     mgrpo ablate CONFIG --variants a,b --seeds N --workers W --out DIR
+    mgrpo plot RUN_DIR... [--out DIR]
+    mgrpo report DIR [--out FILE]
     mgrpo envs
 """
 
@@ -129,9 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write TensorBoard event files to RUN_DIR/tb",
     )
     t.set_defaults(func=cmd_train)
-    from experiments import ablate
+    from experiments import ablate, plots, report
 
     ablate.add_parser(sub)
+    plots.add_parser(sub)
+    report.add_parser(sub)
     e = sub.add_parser("envs", help="list the registered environments")
     e.set_defaults(func=cmd_envs)
     return p

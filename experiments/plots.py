@@ -185,8 +185,16 @@ def _fig_reward(env: str, by_var: dict[str, list[Run]], role: str, out: Path) ->
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     drawn = False
     for v, rs in by_var.items():
-        drawn |= _draw(
-            ax, rs, f"{role}/reward_mean", colors[v], v, smooth=True, raw=True, ls=styles[v]
+        drawn |= _draw(  # every reward form lies in [0, 1]: the band is cut there
+            ax,
+            rs,
+            f"{role}/reward_mean",
+            colors[v],
+            v,
+            smooth=True,
+            raw=True,
+            ls=styles[v],
+            clip=(0.0, 1.0),
         )
     if not drawn:
         plt.close(fig)
