@@ -1,7 +1,7 @@
 """``mgrpo sweep``: an Optuna study over the alignment target D and the sub-agent reward mixing.
 
     mgrpo sweep CONFIG --trials N --study NAME [--storage URL] [--workers W] [--out DIR]
-                [--seeds S] [--multi-objective] [--set key=value ...]
+                [--seeds S] [--multi-objective] [--no-plots] [--set key=value ...]
 
 Each trial trains ``S`` seeds of the config with ``algo.align_target`` = D,
 ``reward.local_share`` = w (``w = b3 / (b2 + b3)``, see :func:`sim.rewards.betas_from_local_share`)
@@ -50,12 +50,13 @@ storage URL works (``postgresql+psycopg://user@host/db``, ``mysql+pymysql://...`
 processes can share, e.g. on NFS).
 
 ``--trials N`` is the study's total: trials COMPLETE, PRUNED, or failed with a training error
-(``user_attrs["error"]``, e.g. NaN) count; trials of killed workers do not. Each worker counts
-before it starts a trial (running trials included, so W workers do not overshoot) and a trial
-that still finds the total reached when it starts (a race between machines) is marked FAIL with
-``user_attrs["surplus"]``. A rerun of the same command continues the study. ``--workers W`` starts W
-processes, each loading the study from the storage (SQLite is fine for a few workers: connections
-wait up to 60 s for a lock).
+(``user_attrs["error"]``, e.g. NaN) count; trials of killed workers do not. Before each trial a
+worker claims one: under a file lock in ``OUT`` it counts the counted, running and waiting trials
+and, below N, enqueues a WAITING trial that its next ask pops, so the workers of one host never
+overshoot. Workers on other machines (their own ``OUT``) can race; a trial that finds the total
+reached when it starts is then marked FAIL with ``user_attrs["surplus"]``. A rerun of the same
+command continues the study. ``--workers W`` starts W processes, each loading the study from the
+storage (SQLite is fine for a few workers: connections wait up to 60 s for a lock).
 
 Killed workers: on RDB storages (SQLite, PostgreSQL, MySQL) a running trial writes a heartbeat every
 ``heartbeat_interval`` s; a trial silent for ``grace_period`` s is failed by the next worker and
@@ -76,6 +77,7 @@ config, ranges, storage URL or an incompatible existing study, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -554,6 +556,19 @@ def _fail_dead_local_trials(study, sweep: SweepConfig) -> list[int]:
     return failed
 
 
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive ``flock`` on ``path`` (workers of this host sharing one ``OUT``)."""
+    import fcntl
+
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _log(worker: int, msg: str) -> None:
     print(f"[worker {worker}] {msg}", flush=True)
 
@@ -592,18 +607,25 @@ def run_worker(
         print(f"error: worker {worker}: {e}", file=sys.stderr)
         return 2
     journal = storage_url.startswith("journal:")
+    Path(out).mkdir(parents=True, exist_ok=True)
     objective = _Objective(flat, sweep, Path(out), n_total, multi, worker)
     while True:
         for n in _fail_dead_local_trials(study, sweep):
             _log(worker, f"trial {n}: its worker process is gone; failed and re-enqueued")
         if not journal:
             optuna.storages.fail_stale_trials(study)
-        trials = study.get_trials(deepcopy=False)
-        done = sum(map(_counts_towards_total, trials))
-        running = sum(t.state == TrialState.RUNNING for t in trials)
-        if done >= n_total:
-            return 0
-        if done + running >= n_total:
+        with _locked(Path(out) / ".sweep.lock"):  # count and claim atomically on this host
+            trials = study.get_trials(deepcopy=False)
+            done = sum(map(_counts_towards_total, trials))
+            running = sum(t.state == TrialState.RUNNING for t in trials)
+            waiting = sum(t.state == TrialState.WAITING for t in trials)
+            if done >= n_total:
+                return 0
+            go = waiting > 0  # a retry (or another worker's claim) is ready to run
+            if done + running + waiting < n_total:
+                study.enqueue_trial({})  # the claim: a WAITING trial the next ask pops
+                go = True
+        if not go:
             if journal:  # no heartbeats: a remote dead worker's trial would never end
                 return 0
             time.sleep(min(2.0, sweep.heartbeat_interval))
@@ -748,6 +770,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="maximize (metric, stability) with NSGA-II, no pruning",
     )
+    p.add_argument("--no-plots", action="store_true", help="skip OUT/plots/study_*.png")
     p.add_argument(
         "--set",
         action="append",
@@ -877,7 +900,8 @@ def run(args: argparse.Namespace) -> int:
     (out / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
     _print_summary(summary)
     if summary["best"]:
-        _plot(study, out)
+        if not args.no_plots:
+            _plot(study, out)
     elif code == 0:
         print("error: no trial completed (see the failed trials' user attributes)", file=sys.stderr)
         code = 1
