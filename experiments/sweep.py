@@ -50,13 +50,13 @@ storage URL works (``postgresql+psycopg://user@host/db``, ``mysql+pymysql://...`
 processes can share, e.g. on NFS).
 
 ``--trials N`` is the study's total: trials COMPLETE, PRUNED, or failed with a training error
-(``user_attrs["error"]``, e.g. NaN) count; trials of killed workers do not. Before each trial a
-worker claims one: under a file lock in ``OUT`` it counts the counted, running and waiting trials
-and, below N, enqueues a WAITING trial that its next ask pops, so the workers of one host never
-overshoot. Workers on other machines (their own ``OUT``) can race; a trial that finds the total
-reached when it starts is then marked FAIL with ``user_attrs["surplus"]``. A rerun of the same
-command continues the study. ``--workers W`` starts W processes, each loading the study from the
-storage (SQLite is fine for a few workers: connections wait up to 60 s for a lock).
+(``user_attrs["error"]``, e.g. NaN) count; trials of killed workers do not. Under a file lock in
+``OUT`` a worker counts the counted and running trials and, below N, creates the next trial (a
+WAITING retry first), so the workers of one host never overshoot. Workers on other machines
+(their own ``OUT``) can race; a trial that finds the total reached when it starts is then marked
+FAIL with ``user_attrs["surplus"]`` (it does not count). A rerun of the same command continues
+the study. ``--workers W`` starts W processes, each loading the study from the storage (SQLite is
+fine for a few workers: connections wait up to 60 s for a lock).
 
 Killed workers: on RDB storages (SQLite, PostgreSQL, MySQL) a running trial writes a heartbeat every
 ``heartbeat_interval`` s; a trial silent for ``grace_period`` s is failed by the next worker and
@@ -77,7 +77,6 @@ config, ranges, storage URL or an incompatible existing study, 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import math
@@ -412,9 +411,12 @@ class _Objective:
         n_total: int,
         multi: bool,
         worker: int,
+        on_start=None,
     ) -> None:
         self.flat, self.sweep, self.out = flat, sweep, Path(out)
         self.n_total, self.multi, self.worker = n_total, multi, worker
+        self.on_start = on_start
+        """called first in each trial (the worker's host lock is released there)"""
         self.base = resolve(flat)
 
     def suggest(self, trial) -> dict[str, Any]:
@@ -433,6 +435,8 @@ class _Objective:
         from sim.checkpoint import append_metrics
         from sim.trainer import Trainer, TrainingError
 
+        if self.on_start is not None:
+            self.on_start()
         # -- the total: a trial created after the total was reached by others is surplus
         before = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number]
         live = [t for t in before if t.state == optuna.trial.TrialState.RUNNING]
@@ -475,6 +479,9 @@ class _Objective:
                     append_metrics(tr.run_dir, row)
                     rewards[i].append(row["main/reward_mean"])
                     last[i] = row.get(metric, last[i])
+                if trainers[0].step == 1 and metric not in rows[0]:  # step 1 always evaluates
+                    keys = ", ".join(sorted(k for k in rows[0] if k.startswith("eval/")))
+                    raise ConfigError([f"sweep.metric = {metric!r} is not logged; allowed: {keys}"])
                 if metric in rows[0] and not self.multi and self.sweep.pruner != "none":
                     step = trainers[0].step
                     trial.report(float(np.mean(last)), step)
@@ -485,9 +492,8 @@ class _Objective:
             trial.set_user_attr("error", str(e))
             raise _TrainingFailed(str(e)) from e
         if any(v is None or not math.isfinite(v) for v in last):
-            raise ConfigError(
-                [f"sweep.metric = {metric!r} is not a finite number in the evaluation rows"]
-            )
+            trial.set_user_attr("error", f"{metric} is not finite: {last}")
+            raise _TrainingFailed(f"{metric} is not finite: {last}")
         self._finish(trial, trainers, last, rewards)
         value = float(np.mean(last))
         if self.multi:
@@ -556,17 +562,26 @@ def _fail_dead_local_trials(study, sweep: SweepConfig) -> list[int]:
     return failed
 
 
-@contextlib.contextmanager
-def _locked(path: Path):
-    """An exclusive ``flock`` on ``path`` (workers of this host sharing one ``OUT``)."""
-    import fcntl
+class _HostLock:
+    """An exclusive ``flock`` on ``OUT/.sweep.lock``: the workers of this host count the trials
+    and create the next one (Optuna's ask, inside ``optimize``) one at a time."""
 
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "a")  # noqa: SIM115 - held for the worker's life
+        self._held = False
+
+    def acquire(self) -> None:
+        import fcntl
+
+        fcntl.flock(self._file, fcntl.LOCK_EX)
+        self._held = True
+
+    def release(self) -> None:
+        import fcntl
+
+        if self._held:
+            self._held = False
+            fcntl.flock(self._file, fcntl.LOCK_UN)
 
 
 def _log(worker: int, msg: str) -> None:
@@ -590,7 +605,6 @@ def run_worker(
     workers (one that dies is failed after ``grace_period`` and its retry picked up here).
     """
     import optuna
-    from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -608,37 +622,55 @@ def run_worker(
         return 2
     journal = storage_url.startswith("journal:")
     Path(out).mkdir(parents=True, exist_ok=True)
-    objective = _Objective(flat, sweep, Path(out), n_total, multi, worker)
+    lock = _HostLock(Path(out) / ".sweep.lock")
+    objective = _Objective(flat, sweep, Path(out), n_total, multi, worker, on_start=lock.release)
+    try:
+        return _work(worker, study, objective, lock, sweep, n_total, journal)
+    except Exception as e:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if not isinstance(e, SQLAlchemyError | OSError):
+            raise
+        reason = (str(getattr(e, "orig", None) or e).strip().splitlines() or [type(e).__name__])[0]
+        print(f"error: worker {worker}: storage or file error: {reason}", file=sys.stderr)
+        print("completed trials are kept; rerun the same command to continue", file=sys.stderr)
+        return 1
+
+
+def _work(worker: int, study, objective, lock, sweep: SweepConfig, n_total: int, journal: bool):
+    """The worker loop of :func:`run_worker`; returns 0 once the study's total is reached."""
+    import optuna
+    from optuna.trial import TrialState
+
     while True:
         for n in _fail_dead_local_trials(study, sweep):
             _log(worker, f"trial {n}: its worker process is gone; failed and re-enqueued")
         if not journal:
             optuna.storages.fail_stale_trials(study)
-        with _locked(Path(out) / ".sweep.lock"):  # count and claim atomically on this host
+        lock.acquire()  # released by the objective once its trial exists, or below
+        try:
             trials = study.get_trials(deepcopy=False)
             done = sum(map(_counts_towards_total, trials))
             running = sum(t.state == TrialState.RUNNING for t in trials)
-            waiting = sum(t.state == TrialState.WAITING for t in trials)
             if done >= n_total:
                 return 0
-            go = waiting > 0  # a retry (or another worker's claim) is ready to run
-            if done + running + waiting < n_total:
-                study.enqueue_trial({})  # the claim: a WAITING trial the next ask pops
-                go = True
-        if not go:
-            if journal:  # no heartbeats: a remote dead worker's trial would never end
-                return 0
-            time.sleep(min(2.0, sweep.heartbeat_interval))
-            continue
-        t0 = time.perf_counter()
-        ended: list = []
-        study.optimize(
-            objective,
-            n_trials=1,
-            catch=(_TrainingFailed, _Surplus),
-            callbacks=[_Collect(ended)],
-            gc_after_trial=False,
-        )
+            if done + running >= n_total:  # the rest is running elsewhere
+                lock.release()
+                if journal:  # no heartbeats: a remote dead worker's trial would never end
+                    return 0
+                time.sleep(min(2.0, sweep.heartbeat_interval))
+                continue
+            t0 = time.perf_counter()
+            ended: list = []
+            study.optimize(  # pops a WAITING retry first, else samples a new trial
+                objective,
+                n_trials=1,
+                catch=(_TrainingFailed, _Surplus),
+                callbacks=[_Collect(ended)],
+                gc_after_trial=False,
+            )
+        finally:
+            lock.release()
         if ended and not ended[-1].user_attrs.get("surplus"):
             _log(worker, f"{_describe(ended[-1])} ({time.perf_counter() - t0:.1f} s)")
 
