@@ -11,7 +11,8 @@ budget (``eval/success_greedy`` at the last step), averaged over the seeds.
 The ``[sweep]`` table
 ---------------------
 The config is a training config (see ``mgrpo train``) with an optional ``[sweep]`` table; it is not
-a training section and is read here before the rest goes to :func:`experiments.config.resolve`.
+a training section and is read here before the rest goes to :func:`experiments.config.resolve`
+(other commands' tables, ``[ablate]``, are ignored, so presets like ``quick`` work as they are).
 ``--set sweep.<key>=value`` and the flags override it::
 
     [sweep]
@@ -247,6 +248,8 @@ def load_sweep(
             raw = tomllib.loads(p.read_text())
         except tomllib.TOMLDecodeError as e:
             raise ConfigError([f"{p}: not valid TOML ({e})"]) from e
+    for other in ("ablate", "plot", "report"):  # other commands' tables (shared presets)
+        raw.pop(other, None)
     table = raw.pop("sweep", {})
     if not isinstance(table, dict):
         raise ConfigError(["sweep must be a table: [sweep]"])
