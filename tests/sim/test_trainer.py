@@ -188,3 +188,10 @@ def test_evaluation_does_not_change_the_training_trajectory(tmp_path):
         return [{k: v for k, v in r.items() if not k.startswith(("time/", "eval/"))} for r in rows]
 
     assert train_keys(a) == train_keys(b)
+
+
+def test_tensorboard_event_files_are_written(tmp_path):
+    tr = Trainer(tiny(ENVS[1], steps=2), tmp_path / "r", progress=False, tensorboard=True)
+    tr.train()
+    events = list((tmp_path / "r" / "tb").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
