@@ -320,6 +320,18 @@ def default_storage(out: Path) -> str:
     return f"sqlite:///{(Path(out) / 'study.db').resolve()}"
 
 
+def _retry_callback() -> tuple[type, str]:
+    """Optuna's retry callback for stale trials and the RDBStorage keyword that takes it."""
+    try:
+        from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+        return RetryHeartbeatStaleTrialCallback, "heartbeat_stale_trial_callback"
+    except ImportError:  # Optuna < 4.9
+        from optuna.storages import RetryFailedTrialCallback
+
+        return RetryFailedTrialCallback, "failed_trial_callback"
+
+
 def open_storage(url: str, sweep: SweepConfig):
     """An Optuna storage for ``url``: an RDB URL (heartbeats and retries on) or ``journal:PATH``.
 
@@ -327,7 +339,7 @@ def open_storage(url: str, sweep: SweepConfig):
     missing or the database cannot be reached.
     """
     import optuna
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages import RDBStorage
 
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -356,14 +368,13 @@ def open_storage(url: str, sweep: SweepConfig):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         try:
+            retry, keyword = _retry_callback()
             return RDBStorage(
                 url,
                 engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
                 heartbeat_interval=sweep.heartbeat_interval,
                 grace_period=sweep.grace_period,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                    max_retry=sweep.max_retry
-                ),
+                **{keyword: retry(max_retry=sweep.max_retry)},
             )
         except ModuleNotFoundError as e:
             extra = " (pip install 'psycopg[binary]')" if dialect == "postgresql" else ""
@@ -544,7 +555,6 @@ def _pid_alive(pid: int) -> bool:
 
 def _fail_dead_local_trials(study, sweep: SweepConfig) -> list[int]:
     """Fail (and re-enqueue) RUNNING trials whose worker process on this host is gone."""
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
     from optuna.trial import TrialState
 
     host, failed = socket.gethostname(), []
@@ -560,7 +570,7 @@ def _fail_dead_local_trials(study, sweep: SweepConfig) -> list[int]:
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            RetryHeartbeatStaleTrialCallback(max_retry=sweep.max_retry)(study, t)
+            _retry_callback()[0](max_retry=sweep.max_retry)(study, t)
         failed.append(t.number)
     return failed
 
