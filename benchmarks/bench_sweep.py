@@ -76,6 +76,7 @@ def main() -> None:
     args = p.parse_args()
     if args.trials < 1 or args.steps < 1:
         p.error("--trials and --steps must be >= 1")
+    load_before = os.getloadavg()[0]
     reference(1)  # warm-up: imports, first torch ops
     ref = reference(args.steps)
     rows = [
@@ -91,7 +92,8 @@ def main() -> None:
 
     print(
         f"quick preset, {args.steps} steps x 16 x 8 = {args.steps * 128} episodes per trial, "
-        f"1 seed, {args.trials} trials per sweep, {os.cpu_count()} CPUs"
+        f"1 seed, {args.trials} trials per sweep, {os.cpu_count()} CPUs, load average "
+        f"{load_before:.1f} before / {os.getloadavg()[0]:.1f} after (other processes skew it)"
     )
     head = (
         f"{'what':<26} {'n':>3} {'wall s':>8} {'s/trial':>8} {'trials/h':>9} "
@@ -115,7 +117,12 @@ def main() -> None:
     out.write_text(
         json.dumps(
             {
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "load_average_before": load_before,
+                    "load_average_after": os.getloadavg()[0],
+                },
                 "config": {
                     "preset": "quick",
                     "steps": args.steps,

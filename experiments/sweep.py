@@ -720,11 +720,12 @@ def _fmt_params(params: dict[str, Any]) -> str:
 def _describe(t) -> str:
     """One line about a finished trial."""
     state = t.state.name.lower()
-    if t.values is not None:
-        vals = "/".join(f"{v:.3f}" for v in t.values)
-        state += f" value={vals}"
     if "pruned_at" in t.user_attrs:
         state += f" at step {t.user_attrs['pruned_at']}"
+        last = t.intermediate_values.get(t.user_attrs["pruned_at"])
+        state += f" (value there {last:.3f})" if last is not None else ""
+    elif t.values is not None:
+        state += " value=" + "/".join(f"{v:.3f}" for v in t.values)
     if "error" in t.user_attrs:
         state += f" ({t.user_attrs['error']})"
     return f"trial {t.number} {state}: {_fmt_params(t.params)}"
