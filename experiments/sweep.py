@@ -798,7 +798,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "sweep",
         help="Optuna study over the alignment target D and the reward mixing w (and b1)",
-        description=__doc__.split("\n\n")[0],
+        description="An Optuna study over the alignment target D and the sub-agent reward "
+        "mixing w (and b1); ranges, seeds, metric, pruner and heartbeats come from the config's "
+        "[sweep] table (documented in experiments/sweep.py). --trials is the study's total: "
+        "rerun the same command to continue it.",
     )
     p.add_argument("config", nargs="?", help="TOML config (with a [sweep] table) or preset name")
     p.add_argument("--trials", type=int, required=True, help="the study's total number of trials")
@@ -814,7 +817,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--multi-objective",
         action="store_true",
-        help="maximize (metric, stability) with NSGA-II, no pruning",
+        help="optimize (metric, stability) with NSGA-II, no pruning",
     )
     p.add_argument("--no-plots", action="store_true", help="skip OUT/plots/study_*.png")
     p.add_argument(
