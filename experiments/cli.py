@@ -3,6 +3,7 @@ run, 130 interrupted (a checkpoint is written first).
 
     mgrpo train CONFIG [--set key=value ...] [--out DIR] [--resume] [--tensorboard]
     mgrpo ablate CONFIG --variants a,b --seeds N --workers W --out DIR
+    mgrpo sweep CONFIG --trials N --study NAME [--storage URL] --workers W
     mgrpo plot RUN_DIR... [--out DIR]
     mgrpo report DIR [--out FILE]
     mgrpo envs
@@ -131,9 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write TensorBoard event files to RUN_DIR/tb",
     )
     t.set_defaults(func=cmd_train)
-    from experiments import ablate, plots, report
+    from experiments import ablate, plots, report, sweep
 
     ablate.add_parser(sub)
+    sweep.add_parser(sub)
     plots.add_parser(sub)
     report.add_parser(sub)
     e = sub.add_parser("envs", help="list the registered environments")

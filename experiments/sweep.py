@@ -478,7 +478,7 @@ class _Objective:
         if cfg0.eval.oracle_episodes > 0:  # the oracle level depends on the env only: once
             key = (cfg0.env.id, cfg0.env.preset, repr(cfg0.env.kwargs), cfg0.eval.oracle_episodes)
             if key not in _ORACLE:
-                _ORACLE[key] = trainers[0]._oracle()
+                _ORACLE[key] = trainers[0].oracle()
             for tr in trainers:
                 tr.oracle_success = _ORACLE[key]
 

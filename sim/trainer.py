@@ -483,6 +483,10 @@ class Trainer:
             out["eval/oracle_fraction"] = out["eval/success_greedy"] / self.oracle_success
         return out
 
+    def oracle(self) -> float:
+        """Success rate of the env's oracle on ``eval.oracle_episodes`` held-out queries."""
+        return self._oracle()
+
     def _oracle(self) -> float:
         from envs import evaluate_baseline
 
