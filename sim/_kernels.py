@@ -82,11 +82,13 @@ def aligned_adv_kernel(
     """Group-relative advantages of aligned rows whose groups come per block of ``block_len``.
 
     ``weight``: ``(num_aligned,)`` or empty (all rows weigh 1). ``scale``: 0 group, 1 batch,
-    2 none. Returns advantages (dtype of rewards) and per-group count, mean, std, zero flags.
+    2 none. Returns advantages (dtype of rewards), per-group count, mean, std, zero flags, and
+    whether every reward read was finite (the caller raises with row numbers when not).
     """
     n_blocks = block_group.shape[0]
     has_w = weight.shape[0] > 0
-    vals = np.empty(n_blocks * block_len, dtype=rewards.dtype)
+    vals = np.empty(n_blocks * block_len, dtype=np.float64)
+    finite = True
     total = np.zeros(n_groups)
     count = np.zeros(n_groups)
     for i in range(n_blocks):
@@ -94,7 +96,8 @@ def aligned_adv_kernel(
         acc = 0.0
         c = 0.0
         for j in range(i * block_len, (i + 1) * block_len):
-            v = rewards[index[j]]
+            v = np.float64(rewards[index[j]])
+            finite &= np.isfinite(v)
             vals[j] = v
             if not has_w or weight[j] > 0:
                 acc += v
@@ -112,7 +115,7 @@ def aligned_adv_kernel(
         acc = 0.0
         for j in range(i * block_len, (i + 1) * block_len):
             if not has_w or weight[j] > 0:
-                dv = np.float64(vals[j]) - m
+                dv = vals[j] - m
                 acc += dv * dv
         ss[g] += acc
     std = np.zeros(n_groups)
@@ -151,7 +154,7 @@ def aligned_adv_kernel(
         else:
             for j in range(i * block_len, (i + 1) * block_len):
                 adv[j] = (vals[j] - m) * inv
-    return adv, count, mean, std, zero
+    return adv, count, mean, std, zero, finite
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

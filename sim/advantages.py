@@ -253,7 +253,6 @@ def aligned_group_advantages(
             scale=scale,
             std_floor=std_floor,
         )
-    check_finite("rewards", r)
     if ddof not in (0, 1) or isinstance(ddof, bool):
         raise ValueError(f"ddof must be 0 (population std) or 1 (sample std), got {ddof!r}")
     if not float(eps) >= 0 or not float(std_floor) >= 0:
@@ -261,7 +260,7 @@ def aligned_group_advantages(
     check_choice("advantage scale", scale, ADV_SCALES)
     block_groups = groups[alignment.blocks.to(r.device)]
     dense, uniq, n_groups = _dense_ids(block_groups)
-    adv, count, mean, std, zero = aligned_adv_kernel(
+    adv, count, mean, std, zero, finite = aligned_adv_kernel(
         r.cpu().numpy(),
         alignment.index.cpu().numpy(),
         (
@@ -277,6 +276,8 @@ def aligned_group_advantages(
         ADV_SCALES.index(scale),
         float(std_floor),
     )
+    if not finite:
+        check_finite("rewards", r)  # names the offending rows
     present = np.bincount(dense.cpu().numpy(), minlength=n_groups) > 0
     ids = np.flatnonzero(present)
     dev = r.device
