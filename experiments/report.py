@@ -277,10 +277,3 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(path)
     return 0
-
-
-if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="mgrpo")
-    add_parser(_parser.add_subparsers(dest="command", required=True))
-    _args = _parser.parse_args()
-    sys.exit(_args.func(_args))

@@ -955,19 +955,3 @@ def run(args: argparse.Namespace) -> int:
         print("error: no trial completed (see the failed trials' user attributes)", file=sys.stderr)
         code = 1
     return code
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point: ``python -m experiments.sweep CONFIG ...``."""
-    parser = argparse.ArgumentParser(prog="mgrpo")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["sweep", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -73,7 +73,7 @@ def test_plot_study_skips_importances_with_one_trial(tmp_path, capsys):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "experiments.plots", "plot", *args]
+    cmd = [sys.executable, "-m", "experiments.cli", "plot", *args]
     return subprocess.run(cmd, capture_output=True, text=True)
 
 

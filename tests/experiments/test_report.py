@@ -171,7 +171,7 @@ def test_find_runs_expands_nested_dirs_and_rejects_empty(tmp_path):
 
 def _cli(module: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", f"experiments.{module}", *args], capture_output=True, text=True
+        [sys.executable, "-m", "experiments.cli", *args], capture_output=True, text=True
     )
 
 

@@ -3,7 +3,6 @@ rerun, heartbeat retries, PostgreSQL and journal storages, multi-objective, bad 
 
 from __future__ import annotations
 
-import argparse
 import glob
 import os
 import shutil
@@ -19,7 +18,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from experiments import sweep
+from experiments import cli, sweep
 from experiments.config import ConfigError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -57,11 +56,8 @@ def write_config(
 
 
 def _entry() -> list[str]:
-    """``experiments.cli sweep`` once the lead has wired it in, else this module's own main."""
-    from experiments.cli import build_parser
-
-    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return ["experiments.cli", "sweep"] if "sweep" in sub.choices else ["experiments.sweep"]
+    """The ``mgrpo sweep`` command."""
+    return ["experiments.cli", "sweep"]
 
 
 def mgrpo_sweep(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -230,7 +226,7 @@ def test_journal_storage_retries_the_trial_of_a_dead_local_worker(tmp_path):
     t.set_user_attr("pid", gone.pid)
     out = str(tmp_path / "out")
     argv = [str(cfg), "--trials", "2", "--study", "j", "--storage", url, "--out", out, "--no-plots"]
-    assert sweep.main(argv) == 0
+    assert cli.main(["sweep", *argv]) == 0
     study = optuna.load_study(study_name="j", storage=sweep.open_storage(url, sw))
     assert states(study)[t.number] == "FAIL"
     retry = [r for r in study.trials if r.system_attrs.get("failed_trial") == t.number]
@@ -242,7 +238,7 @@ def test_multi_objective_sweep_uses_nsga2_and_records_stability(tmp_path, capsys
     cfg = write_config(tmp_path)
     out = tmp_path / "out"
     argv = [str(cfg), "--trials", "2", "--study", "mo", "--out", str(out)]
-    assert sweep.main([*argv, "--multi-objective"]) == 0
+    assert cli.main(["sweep", *argv, "--multi-objective"]) == 0
     assert "best (Pareto front)" in capsys.readouterr().out
     study = optuna.load_study(study_name="mo", storage=f"sqlite:///{out}/study.db")
     assert len(study.directions) == 2 and counted(study) == 2
@@ -250,16 +246,16 @@ def test_multi_objective_sweep_uses_nsga2_and_records_stability(tmp_path, capsys
         # (success, stability); stability = -std of reward changes <= 0; no pruning reports
         assert len(t.values) == 2 and t.values[1] <= 0.0 and t.intermediate_values == {}
     # the same study without --multi-objective: incompatible directions, exit 2
-    assert sweep.main(argv) == 2
+    assert cli.main(["sweep", *argv]) == 2
     assert "directions" in capsys.readouterr().err
 
 
 def test_rerun_continues_the_study_up_to_the_new_total(tmp_path):
     cfg = write_config(tmp_path, extra='pruner = "none"')
     argv = [str(cfg), "--study", "c", "--out", str(tmp_path / "out"), "--no-plots"]
-    assert sweep.main([*argv, "--trials", "1"]) == 0
-    assert sweep.main([*argv, "--trials", "1"]) == 0  # reached: nothing more
-    assert sweep.main([*argv, "--trials", "2"]) == 0
+    assert cli.main(["sweep", *argv, "--trials", "1"]) == 0
+    assert cli.main(["sweep", *argv, "--trials", "1"]) == 0  # reached: nothing more
+    assert cli.main(["sweep", *argv, "--trials", "2"]) == 0
     study = optuna.load_study(study_name="c", storage=f"sqlite:///{tmp_path}/out/study.db")
     assert counted(study) == 2 and len(study.trials) == 2
 
@@ -338,8 +334,8 @@ def test_postgresql_backed_sweep_and_rerun(tmp_path, postgres_url):
     cfg = write_config(tmp_path, extra='pruner = "none"')
     out = str(tmp_path / "out")
     argv = [str(cfg), "--study", "pg", "--storage", postgres_url, "--out", out, "--no-plots"]
-    assert sweep.main([*argv, "--trials", "2"]) == 0
-    assert sweep.main([*argv, "--trials", "3"]) == 0  # a rerun continues the study
+    assert cli.main(["sweep", *argv, "--trials", "2"]) == 0
+    assert cli.main(["sweep", *argv, "--trials", "3"]) == 0  # a rerun continues the study
     study = optuna.load_study(study_name="pg", storage=postgres_url)
     assert counted(study) == 3
     assert not (tmp_path / "out" / "study.db").exists()
@@ -358,7 +354,7 @@ def test_postgresql_backed_sweep_and_rerun(tmp_path, postgres_url):
 def test_unreachable_storage_exits_2_with_a_message(tmp_path, capsys, url, message):
     cfg = write_config(tmp_path)
     url = url.format(port=_free_port())  # nothing listens there
-    code = sweep.main([str(cfg), "--trials", "2", "--study", "x", "--storage", url])
+    code = cli.main(["sweep", str(cfg), "--trials", "2", "--study", "x", "--storage", url])
     assert code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
@@ -387,8 +383,11 @@ def test_bad_ranges_are_config_errors(tmp_path, sets, message):
 
 def test_bad_ranges_and_empty_study_exit_2(tmp_path, capsys):
     cfg = write_config(tmp_path)
-    assert sweep.main([str(cfg), "--trials", "2", "--study", "x", "--set", "sweep.seeds=0"]) == 2
-    assert sweep.main([str(cfg), "--trials", "0", "--study", "x"]) == 2
+    assert (
+        cli.main(["sweep", str(cfg), "--trials", "2", "--study", "x", "--set", "sweep.seeds=0"])
+        == 2
+    )
+    assert cli.main(["sweep", str(cfg), "--trials", "0", "--study", "x"]) == 2
     err = capsys.readouterr().err
     assert "sweep.seeds" in err and "--trials 0" in err
 
