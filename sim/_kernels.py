@@ -76,6 +76,87 @@ def align_kernel(start, d, r_ids, target, mode, u, over_keys):  # pragma: no cov
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _max_run(block_group):  # pragma: no cover - compiled
+    """Longest run of equal group ids, or -1 if the ids ever decrease (groups not contiguous)."""
+    best = 0
+    run = 0
+    for i in range(block_group.shape[0]):
+        if i > 0 and block_group[i] < block_group[i - 1]:
+            return -1
+        run = run + 1 if i > 0 and block_group[i] == block_group[i - 1] else 1
+        best = max(best, run)
+    return best
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _adv_runs(
+    rewards, index, weight, block_group, block_len, n_groups, ddof, eps, scale, std_floor, max_run
+):  # pragma: no cover - compiled
+    """``aligned_adv_kernel`` when each group's blocks are contiguous and the scale is per
+    group: every group is finished while its <= max_run * block_len values sit in a small
+    buffer, so memory is read once and written once."""
+    n_blocks = block_group.shape[0]
+    has_w = weight.shape[0] > 0
+    adv = np.empty(n_blocks * block_len, dtype=rewards.dtype)
+    count = np.zeros(n_groups)
+    mean = np.zeros(n_groups)
+    std = np.zeros(n_groups)
+    zero = np.ones(n_groups, dtype=np.bool_)
+    buf = np.empty(max_run * block_len)
+    finite = True
+    i = 0
+    while i < n_blocks:
+        g = block_group[i]
+        k = i
+        while k < n_blocks and block_group[k] == g:
+            k += 1
+        lo = i * block_len
+        hi = k * block_len
+        tot = 0.0
+        c = 0.0
+        if has_w:
+            for j in range(lo, hi):
+                v = np.float64(rewards[index[j]])
+                buf[j - lo] = v
+                if weight[j] > 0:
+                    tot += v
+                    c += 1.0
+        else:
+            for j in range(lo, hi):
+                v = np.float64(rewards[index[j]])
+                buf[j - lo] = v
+                tot += v
+            c = np.float64(hi - lo)
+        finite &= np.isfinite(tot)  # a NaN/inf read makes the group sum non-finite
+        m = tot / c if c > 0 else 0.0
+        ss = 0.0
+        if has_w:
+            for j in range(lo, hi):
+                if weight[j] > 0:
+                    dv = buf[j - lo] - m
+                    ss += dv * dv
+        else:
+            for j in range(hi - lo):
+                dv = buf[j] - m
+                ss += dv * dv
+        sd = np.sqrt(ss / (c - ddof)) if c - ddof > 0 else 0.0
+        z = sd <= std_floor or c <= 1
+        inv = 0.0 if z else (1.0 / (sd + eps) if scale == 0 else 1.0)
+        if has_w:
+            for j in range(lo, hi):
+                adv[j] = (buf[j - lo] - m) * inv if weight[j] > 0 else 0.0
+        else:
+            for j in range(lo, hi):
+                adv[j] = (buf[j - lo] - m) * inv
+        count[g] = c
+        mean[g] = m
+        std[g] = sd
+        zero[g] = z
+        i = k
+    return adv, count, mean, std, zero, finite
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def aligned_adv_kernel(
     rewards, index, weight, block_group, block_len, n_groups, ddof, eps, scale, std_floor
 ):  # pragma: no cover - compiled
@@ -85,6 +166,22 @@ def aligned_adv_kernel(
     2 none. Returns advantages (dtype of rewards), per-group count, mean, std, zero flags, and
     whether every reward read was finite (the caller raises with row numbers when not).
     """
+    if scale != 1:  # per-group scale: finish each group in cache when its blocks are contiguous
+        max_run = _max_run(block_group)
+        if max_run > 0:
+            return _adv_runs(
+                rewards,
+                index,
+                weight,
+                block_group,
+                block_len,
+                n_groups,
+                ddof,
+                eps,
+                scale,
+                std_floor,
+                max_run,
+            )
     n_blocks = block_group.shape[0]
     has_w = weight.shape[0] > 0
     vals = np.empty(n_blocks * block_len, dtype=np.float64)
@@ -173,3 +270,30 @@ def count_kernel(rollout_ids, n_rollouts):  # pragma: no cover - compiled
             is_sorted = False
         prev = r
     return d, is_sorted, -1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def plan_kernel(d, target):  # pragma: no cover - compiled
+    """One pass over d_k: row starts ``(n_rollouts,)``, non-empty rollout ids, the number of rows
+    of rollouts over the target, and the duplicated / dropped / empty counts."""
+    n = d.shape[0]
+    start = np.empty(n, dtype=np.int64)
+    r_ids = np.empty(n, dtype=np.int64)
+    acc = 0
+    nb = 0
+    over_rows = 0
+    duplicated = 0
+    dropped = 0
+    for r in range(n):
+        dk = d[r]
+        start[r] = acc
+        acc += dk
+        if dk > 0:
+            r_ids[nb] = r
+            nb += 1
+            if dk > target:
+                over_rows += dk
+                dropped += dk - target
+            else:
+                duplicated += target - dk
+    return start, r_ids[:nb], over_rows, duplicated, dropped, n - nb

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from sim._checks import as_index_tensor, check_choice
-from sim._kernels import MODE_CODES, align_kernel, count_kernel
+from sim._kernels import MODE_CODES, align_kernel, count_kernel, plan_kernel
 
 __all__ = ["ALIGN_MODES", "Alignment", "align", "target_from_counts"]
 
@@ -211,21 +211,18 @@ def align(
         d = torch.bincount(rid, minlength=n_rollouts)
         is_sorted = n < 2 or not bool((rid[1:] < rid[:-1]).any())
         d_np = d.cpu().numpy()
-    r_np = np.flatnonzero(d_np)
+    start_np, r_np, over_rows, duplicated, dropped, empty = plan_kernel(d_np, target)
     r_ids = torch.from_numpy(r_np).to(device)
-    empty = n_rollouts - len(r_np)
     order = None if is_sorted else torch.argsort(rid, stable=True)
 
     if mode == "none":
         index = order if order is not None else torch.arange(n, device=device)
-        return Alignment(index, r_ids, d, 0, 0, empty, target, mode)
+        return Alignment(index, r_ids, d, 0, 0, int(empty), target, mode)
 
-    dd_np = d_np[r_np]
     u = _random_u32(rng, (len(r_np), target)) if mode != "mask" else np.zeros((0, 0), np.uint32)
-    over_keys = _random_u32(rng, (int(dd_np[dd_np > target].sum()),))
+    over_keys = _random_u32(rng, (int(over_rows),))
     if use_numba:
-        start = np.cumsum(d_np) - d_np
-        idx_np, w_np = align_kernel(start, d_np, r_np, target, MODE_CODES[mode], u, over_keys)
+        idx_np, w_np = align_kernel(start_np, d_np, r_np, target, MODE_CODES[mode], u, over_keys)
         index = torch.from_numpy(idx_np).to(device)
         weight = torch.from_numpy(w_np).to(device) if mode == "mask" else None
     else:
@@ -242,9 +239,9 @@ def align(
         index=index,
         blocks=r_ids,
         calls=d,
-        duplicated=int(np.clip(target - dd_np, 0, None).sum()),
-        dropped=int(np.clip(dd_np - target, 0, None).sum()),
-        empty=empty,
+        duplicated=int(duplicated),
+        dropped=int(dropped),
+        empty=int(empty),
         target=target,
         mode=mode,
         pad_weight=weight,

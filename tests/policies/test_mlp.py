@@ -68,7 +68,7 @@ def test_policy_gradient_moves_toward_the_better_arm():
 
     def p_good():
         lp, _ = pol.log_prob(x[:1], masks[:1], torch.tensor([[1]]))
-        return float(lp.exp())
+        return float(lp.detach().exp())
 
     before = p_good()
     for _ in range(10):
