@@ -206,15 +206,17 @@ def test_group_id_builder_errors():
 
 @pytest.mark.parametrize("mode", ["duplicate_drop", "balanced", "mask", "none"])
 @pytest.mark.parametrize("scale", ["group", "batch", "none"])
+@pytest.mark.parametrize("contiguous", [True, False])
 @pytest.mark.parametrize("seed", range(4))
-def test_aligned_advantages_equal_the_generic_path(mode, scale, seed):
-    # the fused kernel == group_advantages(rewards[index], groups[rollout], weights=weight)
+def test_aligned_advantages_equal_the_generic_path(mode, scale, contiguous, seed):
+    # the fused kernel == group_advantages(rewards[index], groups[rollout], weights=weight),
+    # both when a group's blocks are contiguous (in-cache path) and when they interleave
     rng = np.random.default_rng(seed)
     n_rollouts, k = 24, 4
     ids = np.repeat(np.arange(n_rollouts), rng.poisson(2.5, n_rollouts))
     rewards = torch.from_numpy(rng.integers(0, 5, len(ids)) / 4)
     a = align(ids, n_rollouts, 3, mode, seed=seed)
-    groups = torch.arange(n_rollouts) // k
+    groups = torch.arange(n_rollouts) // k if contiguous else torch.arange(n_rollouts) % k
     fused = aligned_group_advantages(rewards, a, groups, scale=scale, ddof=seed % 2)
     ref = group_advantages(
         rewards[a.index], groups[a.rollout], weights=a.weight, scale=scale, ddof=seed % 2
