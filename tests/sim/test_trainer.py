@@ -195,3 +195,24 @@ def test_tensorboard_event_files_are_written(tmp_path):
     tr.train()
     events = list((tmp_path / "r" / "tb").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"loss.kl_coef": 0.1, "loss.entropy_coef": 0.01},
+        {"loss.ratio_level": "sequence", "loss.agg": "token-mean"},
+        {"loss.ratio_level": "sequence_mean", "loss.agg": "seq-mean-token-sum-norm"},
+        {"algo.align_mode": "mask", "adv.scale": "batch", "adv.ddof": 1},
+        {"algo.align_mode": "balanced", "algo.sub_grouping": "per_invocation"},
+        {"reward.local_share": 0.2, "reward.form": "local_only", "roles.sub.lr": 0.01},
+        {"env.reasoner": "subagent", "roles.math.align_target": 2, "roles.sub.frozen": True},
+    ],
+)
+def test_config_options_run_end_to_end(tmp_path, over):
+    tr, rows = run(tmp_path, tiny(ENVS[0], steps=2, **over))
+    assert len(rows) == 2
+    for r in rows:
+        assert all(np.isfinite(v) for v in r.values() if isinstance(v, float))
+    if "env.reasoner" in over:  # the math specialist is trained with its own target
+        assert rows[-1]["math/rows"] % 2 == 0 and tr.frozen["sub"] and not tr.frozen["math"]
