@@ -441,7 +441,9 @@ def plot_study(study: Any, out_dir: str | Path) -> list[Path]:
                 return
             ax = res.flat[0] if isinstance(res, np.ndarray) else res
             fig = ax.figure
-            if title:
+            if title:  # replace Optuna's own (left-aligned) title rather than overlap it
+                ax.set_title("", loc="left")
+                ax.set_title("", loc="right")
                 ax.set_title(f"{title}\n(study {study.study_name})", fontsize=10)
             if labels:
                 ax.set_xlabel(labels[0])
@@ -457,7 +459,12 @@ def plot_study(study: Any, out_dir: str | Path) -> list[Path]:
     if not done:
         print("note: the study has no completed trial; nothing to plot", file=sys.stderr)
         return written
-    save("history", lambda: ov.plot_optimization_history(study, **kw), "optimization history")
+    save(
+        "history",
+        lambda: ov.plot_optimization_history(study, **kw),
+        "optimization history",
+        ("trial number", "objective (the study's metric at the budget)"),
+    )
     if multi:
         save("pareto", lambda: ov.plot_pareto_front(study))
     if len(done) < 2:
@@ -470,7 +477,16 @@ def plot_study(study: Any, out_dir: str | Path) -> list[Path]:
         )
     names = {p for t in done for p in t.params}
     d, w = _find_param(names, "align_target"), _find_param(names, "local_share")
-    if d and w:
+    distinct = min(
+        (len({t.params.get(p) for t in done if p in t.params}) for p in (d, w) if p), default=0
+    )
+    if d and w and distinct < 2:  # Optuna draws an empty contour then: say so instead
+        print(
+            "note: D x w contour skipped (needs completed trials with >= 2 distinct values of "
+            "each parameter)",
+            file=sys.stderr,
+        )
+    elif d and w:
         save(
             "contour",
             lambda: ov.plot_contour(study, params=[d, w], **kw),
