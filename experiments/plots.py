@@ -46,19 +46,12 @@ from experiments.stats import (  # noqa: E402
     roles_of,
     specialists_of,
 )
+from sim.config import VARIANTS  # noqa: E402
 
 __all__ = ["plot_runs", "plot_study", "add_parser", "run", "variant_colors", "variant_styles"]
 
 _DPI = 120
-_VARIANTS = (
-    "mgrpo",
-    "main_only",
-    "single_agent",
-    "no_alignment",
-    "async_queue",
-    "gated_reward",
-    "shared_policy",
-)
+_VARIANTS = tuple(VARIANTS)  # fixed colour and style order: the order of sim.config.VARIANTS
 
 
 def variant_colors(variants: Iterable[str]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ against the action space (out-of-space raises) but not against the mask.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,7 +59,7 @@ def _generator(seed: int | None) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed))))
 
 
-class HierarchicalVectorEnv(VectorEnv):
+class HierarchicalVectorEnv(VectorEnv, ABC):
     """Base class of the batched main-agent envs. See ``envs/PROTOCOL.md`` for the hooks.
 
     Args:
@@ -176,23 +177,28 @@ class HierarchicalVectorEnv(VectorEnv):
     text: TextFace
 
     # ------------------------------------------------------------------ hooks (task)
+    @abstractmethod
     def _new_episodes(self, idx: np.ndarray) -> None:
         """Build the task state of episodes ``idx`` from ``self.queries[idx]``."""
         raise NotImplementedError
 
+    @abstractmethod
     def _observe(self) -> dict[str, np.ndarray]:
         """Main observation fields for all N episodes (without ``action_mask``)."""
         raise NotImplementedError
 
+    @abstractmethod
     def _mask(self) -> np.ndarray:
         """Main action mask ``(N, sum(main_nvec))`` int8 (without flat-mode tool blocks)."""
         raise NotImplementedError
 
+    @abstractmethod
     def _act(self, actions: np.ndarray, ok: np.ndarray) -> StepResult:
         """Apply main actions ``(N, n_main_comp)`` of rows ``ok`` (active, allowed, not a flat
         tool step); ``self.turn`` is the 0-based turn being taken."""
         raise NotImplementedError
 
+    @abstractmethod
     def _deliver(
         self, role: str, owners: np.ndarray, instr: np.ndarray, report: dict[str, np.ndarray]
     ) -> None:

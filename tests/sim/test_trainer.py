@@ -7,18 +7,11 @@ import torch
 
 from experiments.config import resolve
 from sim.checkpoint import load_checkpoint, read_metrics
+from sim.config import VARIANTS as VARIANT_PRESETS
 from sim.trainer import Trainer, TrainingError
 
 ENVS = ["mgrpo/RubiksLogic-v0", "mgrpo/InvasiveSpecies-v0"]
-VARIANTS = [
-    "mgrpo",
-    "main_only",
-    "single_agent",
-    "no_alignment",
-    "async_queue",
-    "gated_reward",
-    "shared_policy",
-]
+VARIANTS = list(VARIANT_PRESETS)  # every variant of DESIGN §3.6
 
 
 def tiny(env_id: str, **over):
