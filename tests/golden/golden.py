@@ -1,0 +1,125 @@
+"""Golden metrics: fixed tiny configs whose ``metrics.jsonl`` must stay bit for bit the same.
+
+A restructuring changes no numbers (DEVELOPERS.md). ``python -m tests.golden.golden`` (re)records
+``tests/golden/metrics.json`` with the machine's fingerprint; ``tests/golden/test_golden.py``
+reruns every config and compares exactly when the fingerprint matches this machine, and skips with
+what differs otherwise (float rounding on another CPU or library version can change sampled
+actions, so a tolerance would fail at random). A change that alters numbers on purpose re-records
+the goldens in the same commit and says why.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+GOLDEN = Path(__file__).resolve().parent / "metrics.json"
+RUBIKS, SPECIES = "mgrpo/RubiksLogic-v0", "mgrpo/InvasiveSpecies-v0"
+VARIANTS = (
+    "mgrpo",
+    "main_only",
+    "single_agent",
+    "no_alignment",
+    "async_queue",
+    "gated_reward",
+    "shared_policy",
+)
+BASE = {
+    "steps": 3,
+    "algo.queries_per_step": 8,
+    "algo.group_size": 4,
+    "algo.align_target": 3,
+    "eval.every": 2,
+    "eval.episodes": 32,
+    "eval.oracle_episodes": 0,
+    "checkpoint_every": 10,
+}
+
+
+def configs() -> dict[str, dict]:
+    """name -> flat config keys (each variant on both envs, plus option mixes)."""
+    out = {}
+    for env_id, short in ((RUBIKS, "rubiks"), (SPECIES, "species")):
+        for v in VARIANTS:
+            out[f"{short}-{v}"] = BASE | {"env.id": env_id, "variant": v}
+    out["rubiks-math-role"] = BASE | {"env.id": RUBIKS, "env.reasoner": "subagent"}
+    out["species-mask-seq-kl"] = BASE | {
+        "env.id": SPECIES,
+        "algo.align_mode": "mask",
+        "loss.ratio_level": "sequence",
+        "loss.agg": "token-mean",
+        "loss.kl_coef": 0.05,
+        "seed": 3,
+    }
+    out["rubiks-invocation-batch-ent"] = BASE | {
+        "env.id": RUBIKS,
+        "algo.sub_grouping": "per_invocation",
+        "algo.align_mode": "balanced",
+        "adv.scale": "batch",
+        "adv.ddof": 1,
+        "loss.entropy_coef": 0.01,
+        "loss.agg": "seq-mean-token-sum-norm",
+        "seed": 5,
+    }
+    return out
+
+
+def fingerprint() -> dict[str, str]:
+    """What must match for bit-for-bit equality: CPU model and numeric library versions."""
+    import numba
+    import numpy
+    import torch
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "machine": platform.machine(),
+        "python": ".".join(map(str, sys.version_info[:2])),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "numba": numba.__version__,
+    }
+
+
+def strip_time(row: dict) -> dict:
+    return {k: v for k, v in row.items() if not k.startswith("time/")}
+
+
+def run_config(flat: dict, out: Path) -> list[dict]:
+    """Train ``flat`` through the CLI into ``out``; the metrics rows without time keys."""
+    from experiments.cli import main
+
+    argv = ["train", "--quiet", "--out", str(out)]
+    for k, v in flat.items():
+        argv += ["--set", f"{k}={json.dumps(v)}"]
+    rc = main(argv)
+    if rc != 0:
+        raise RuntimeError(f"golden config failed with exit code {rc}: {flat}")
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [strip_time(json.loads(line)) for line in lines if line.strip()]
+
+
+def record() -> None:
+    res = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, flat in configs().items():
+            res[name] = run_config(flat, Path(tmp) / name)
+            print(f"{name}: {len(res[name])} rows", flush=True)
+    GOLDEN.write_text(
+        json.dumps({"fingerprint": fingerprint(), "runs": res}, indent=1, sort_keys=True) + "\n"
+    )
+    print(f"wrote {GOLDEN}")
+
+
+if __name__ == "__main__":
+    record()
