@@ -19,17 +19,30 @@ from torch import nn
 __all__ = ["MLPPolicy", "SharedPolicyModule", "ObsEncoder", "shared_policies"]
 
 
-class ObsEncoder:
-    """Flattens a batched Dict observation (all keys but ``action_mask``) to float32 features.
+ID_FIELDS = ("query_id", "instruction")
+"""Observation fields that identify the task instance (the env protocol's ``ID_FIELDS``): the
+text face reads them; a numeric encoder ignores them, with or without the flat mode's ``tool_``
+prefix."""
 
-    Box values are divided by their finite bound magnitude (>= 1); MultiBinary is kept as 0/1;
-    Discrete and MultiDiscrete become one-hot. Keys are taken in sorted order.
+
+def _encoded(key: str) -> bool:
+    return (
+        key != "action_mask" and key not in ID_FIELDS and key.removeprefix("tool_") not in ID_FIELDS
+    )
+
+
+class ObsEncoder:
+    """Flattens a batched Dict observation to float32 features.
+
+    Every key but ``action_mask`` and the id fields (:data:`ID_FIELDS`) is encoded: Box values are
+    divided by their finite bound magnitude (>= 1); MultiBinary is kept as 0/1; Discrete and
+    MultiDiscrete become one-hot. Keys are taken in sorted order.
     """
 
     def __init__(self, space: gym.spaces.Dict) -> None:
         if not isinstance(space, gym.spaces.Dict):
             raise ValueError(f"observation space must be a gymnasium Dict, got {space}")
-        self.keys = sorted(k for k in space.spaces if k != "action_mask")
+        self.keys = sorted(k for k in space.spaces if _encoded(k))
         self.parts: list[tuple[str, str, object]] = []
         dim = 0
         for k in self.keys:
