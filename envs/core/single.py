@@ -45,7 +45,7 @@ class HierarchicalEnv(gym.Env):
 
     @staticmethod
     def _first(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {k: v[0] for k, v in obs.items()}
+        return {k: v[0, ...] for k, v in obs.items()}  # 0-d arrays for scalar fields
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

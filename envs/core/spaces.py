@@ -2,11 +2,35 @@
 
 A mask is an int8 vector of length ``sum(nvec)``: one block per action component, 1 = allowed.
 Batched masks have a leading batch axis ``(n, sum(nvec))``.
+
+Also the id fields every observation carries (:data:`ID_FIELDS`).
 """
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
+
+ID_FIELDS: tuple[str, ...] = ("query_id", "instruction")
+"""Observation fields that identify the task instance rather than describe the state: the main
+observation's and every sub-agent observation's ``query_id`` (the episode's query), a sub-agent
+observation's ``instruction`` (the value ids of the instruction it was given). The text face
+reads them to rebuild the instance; numeric policies (the MLP encoder) ignore every key in
+``ID_FIELDS`` and every ``"tool_" + key`` (flat mode)."""
+
+QUERY_ID_MAX = int(np.iinfo(np.int64).max)
+
+
+def query_id_space() -> gym.spaces.Box:
+    """The space of a ``query_id`` field: an int64 scalar in ``[0, 2**63 - 1]``."""
+    return gym.spaces.Box(low=0, high=QUERY_ID_MAX, shape=(), dtype=np.int64)
+
+
+def instruction_space(low: object, high: object, size: int) -> gym.spaces.Box:
+    """The space of an ``instruction`` field: ``(size,)`` int64 value ids in ``[low, high]``."""
+    lo = np.broadcast_to(np.asarray(low, dtype=np.int64), (size,)).copy()
+    hi = np.broadcast_to(np.asarray(high, dtype=np.int64), (size,)).copy()
+    return gym.spaces.Box(low=lo, high=hi, shape=(size,), dtype=np.int64)
 
 
 def block_offsets(nvec: np.ndarray) -> np.ndarray:

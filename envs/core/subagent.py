@@ -6,28 +6,47 @@ A :class:`SubAgentTask` holds no episode state itself; the state of ``n`` sub-ep
 all active ones together with the role's policy, and hands the final reports back to the main
 task. :class:`SubAgentEnv` wraps one role as a plain single Gymnasium env (for testing a
 specialist alone).
+
+This module does not import the engine (``envs.core.vector`` imports it): the main env a task
+reads at ``begin`` is anything with the few attributes of :class:`MainEnv`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 
-from envs.core.spaces import block_offsets
+from envs.core.spaces import (
+    actions_allowed,
+    block_offsets,
+    instruction_space,
+    query_id_space,
+    validate_actions,
+)
 from envs.core.text import TextFace
 
-if TYPE_CHECKING:
-    from envs.core.vector import HierarchicalVectorEnv
+
+class MainEnv(Protocol):
+    """What a sub-agent task and :class:`SubAgentEnv` use of the main env (duck-typed)."""
+
+    sub_tasks: dict[str, SubAgentTask]
+    queries: np.ndarray
+    """``(N,)`` int64 query id of each main episode"""
+
+    def _reset_rows(self, idx: np.ndarray, rngs: list, queries: np.ndarray | None) -> None: ...
+
+    def sample_instruction(self, role: str, rng: np.random.Generator) -> np.ndarray: ...
 
 
 class SubState:
     """State of ``n`` sub-episodes of one role. Task-specific fields are added by ``_alloc``.
 
     Engine-managed fields (shapes with ``n`` sub-episodes):
-        owner ``(n,)`` int64 main-episode index; instr ``(n, instruction_size)`` int64;
+        owner ``(n,)`` int64 main-episode index; query ``(n,)`` int64 the owner's query id
+        (set by :meth:`SubAgentTask.begin`); instr ``(n, instruction_size)`` int64;
         t ``(n,)`` steps taken; done ``(n,)`` bool; reported ``(n,)`` bool (ended by a report);
         fmt_ok ``(n,)`` int8 (0 after a masked action); u ``(n, max_steps, n_uniforms)``
         pre-drawn uniforms; z ``(n, max_steps)`` pre-drawn normals (latencies);
@@ -37,6 +56,7 @@ class SubState:
     def __init__(self, n: int, task: SubAgentTask) -> None:
         self.n = n
         self.owner = np.zeros(n, dtype=np.int64)
+        self.query = np.zeros(n, dtype=np.int64)
         self.instr = np.zeros((n, task.instruction_size), dtype=np.int64)
         self.t = np.zeros(n, dtype=np.int64)
         self.done = np.zeros(n, dtype=bool)
@@ -50,8 +70,12 @@ class SubState:
 class SubAgentTask(ABC):
     """Rules of one specialist role's episode, batched over sub-episodes.
 
-    Subclasses set the class attributes and implement the five hooks. Every hook receives
-    ``idx`` (int64 indices into the state) and must only read/write those rows.
+    Subclasses set the class attributes and implement the six hooks (``obs_spaces``,
+    ``_alloc``, ``_begin``, ``_observe``, ``mask``, ``apply``, ``result``). Every hook receives
+    ``idx`` (int64 indices into the state) and must only read/write those rows. The public
+    :meth:`begin` and :meth:`observe` wrap ``_begin`` / ``_observe`` and add the id fields
+    (:data:`envs.core.spaces.ID_FIELDS`): ``query_id`` (the owning episode's query) and
+    ``instruction`` (the instruction's value ids).
 
     Attributes:
         role: the role name (e.g. ``"sub"``).
@@ -75,9 +99,16 @@ class SubAgentTask(ABC):
     def action_space(self) -> gym.spaces.MultiDiscrete:
         return gym.spaces.MultiDiscrete(self.nvec)
 
+    def all_obs_spaces(self) -> dict[str, gym.Space]:
+        """The task's fields plus the id fields ``query_id`` and ``instruction`` (no mask)."""
+        sp = dict(self.obs_spaces())
+        sp["query_id"] = query_id_space()
+        sp["instruction"] = self.instruction_space()
+        return sp
+
     @property
     def observation_space(self) -> gym.spaces.Dict:
-        sp = dict(self.obs_spaces())
+        sp = self.all_obs_spaces()
         sp["action_mask"] = gym.spaces.MultiBinary(int(self.nvec.sum()))
         return gym.spaces.Dict(sp)
 
@@ -90,17 +121,33 @@ class SubAgentTask(ABC):
         self._alloc(st)
         return st
 
+    def instruction_space(self) -> gym.spaces.Box:
+        """Space of the ``instruction`` field (override with tight bounds); default ``>= 0``."""
+        return instruction_space(0, np.iinfo(np.int64).max, self.instruction_size)
+
+    def begin(self, st: SubState, idx: np.ndarray, main: MainEnv) -> None:
+        """Start sub-episodes ``idx`` (records the owners' query ids, then ``_begin``)."""
+        st.query[idx] = np.asarray(main.queries)[st.owner[idx]]
+        self._begin(st, idx, main)
+
+    def observe(self, st: SubState, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """Observation fields of rows ``idx`` (``_observe`` plus the id fields), batched."""
+        obs = self._observe(st, idx)
+        obs["query_id"] = st.query[idx].copy()
+        obs["instruction"] = st.instr[idx].copy()
+        return obs
+
     # ---------------------------------------------------------------- hooks
     @abstractmethod
     def obs_spaces(self) -> dict[str, gym.Space]:
-        """Observation fields (without ``action_mask``), unbatched."""
+        """The task's observation fields (without ``action_mask`` and the id fields), unbatched."""
 
     @abstractmethod
     def _alloc(self, st: SubState) -> None:
         """Add task-specific arrays (leading axis ``st.n``) to ``st``."""
 
     @abstractmethod
-    def begin(self, st: SubState, idx: np.ndarray, main: HierarchicalVectorEnv) -> None:
+    def _begin(self, st: SubState, idx: np.ndarray, main: MainEnv) -> None:
         """Start sub-episodes ``idx`` from ``st.instr[idx]`` (and ``main``'s state of ``st.owner``).
 
         A tool sees only what its caller passed: read from ``main`` only what the instruction
@@ -108,8 +155,9 @@ class SubAgentTask(ABC):
         """
 
     @abstractmethod
-    def observe(self, st: SubState, idx: np.ndarray) -> dict[str, np.ndarray]:
-        """Observation fields for rows ``idx`` (without ``action_mask``), batched."""
+    def _observe(self, st: SubState, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """The task's observation fields for rows ``idx`` (without ``action_mask`` and the id
+        fields), batched."""
 
     @abstractmethod
     def mask(self, st: SubState, idx: np.ndarray) -> np.ndarray:
@@ -137,12 +185,13 @@ class SubAgentEnv(gym.Env):
 
     ``reset(seed=s, options={"query": q, "instruction": np.ndarray})`` resets a main episode
     of query ``q`` and begins one sub-episode with that instruction (default: the main env's
-    ``sample_instruction``). Reward: e_S at the end.
+    ``sample_instruction``). Reward: e_S at the end. Stepping after the end is a no-op (the
+    action is still checked against the action space).
     """
 
     metadata = {"render_modes": []}
 
-    def __init__(self, main: HierarchicalVectorEnv, role: str) -> None:
+    def __init__(self, main: MainEnv, role: str) -> None:
         self._main = main
         self._task = main.sub_tasks[role]
         self.role = role
@@ -155,7 +204,7 @@ class SubAgentEnv(gym.Env):
     def _obs(self) -> dict[str, np.ndarray]:
         obs = self._task.observe(self._st, self._idx)
         obs["action_mask"] = self._task.mask(self._st, self._idx)
-        return {k: v[0] for k, v in obs.items()}
+        return {k: v[0, ...] for k, v in obs.items()}
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -171,16 +220,20 @@ class SubAgentEnv(gym.Env):
         instr = options.get("instruction")
         if instr is None:
             instr = self._main.sample_instruction(self.role, self.np_random)
+        instr = np.asarray(instr, dtype=np.int64).reshape(-1)
+        if instr.shape != (self._task.instruction_size,):
+            raise ValueError(
+                f'options["instruction"] for role {self.role!r} must hold '
+                f"{self._task.instruction_size} ints, got shape {instr.shape}"
+            )
         self._st = self._task.new_state(1)
-        self._st.instr[0] = np.asarray(instr, dtype=np.int64)
+        self._st.instr[0] = instr
         self._st.u[0] = self.np_random.random(self._st.u.shape[1:])
         self._st.z[0] = self.np_random.standard_normal(self._st.z.shape[1:])
         self._task.begin(self._st, self._idx, self._main)
         return self._obs(), {}
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
-        from envs.core.spaces import actions_allowed, validate_actions
-
         a = validate_actions(action, self._task.nvec, 1, who=f"{self.role} action")
         if self._st.done[0]:
             return self._obs(), 0.0, bool(self._st.reported[0]), not self._st.reported[0], {}

@@ -30,7 +30,13 @@ from gymnasium.vector.utils import batch_space
 
 from envs.core.latency import LatencyModel
 from envs.core.records import SubTrajectory
-from envs.core.spaces import actions_allowed, block_offsets, sample_masked, validate_actions
+from envs.core.spaces import (
+    actions_allowed,
+    block_offsets,
+    query_id_space,
+    sample_masked,
+    validate_actions,
+)
 from envs.core.subagent import SubAgentEnv, SubAgentTask, SubState
 from envs.core.text import TextFace
 
@@ -114,12 +120,13 @@ class HierarchicalVectorEnv(VectorEnv, ABC):
             ft = self.sub_tasks[flat_role]
             nvec = np.concatenate([self._main_nvec, ft.nvec])
             obs_sp = dict(main_obs_spaces)
-            for k, sp in ft.obs_spaces().items():
+            for k, sp in ft.all_obs_spaces().items():
                 obs_sp[f"tool_{k}"] = sp
         else:
             self.subagent_roles = tuple(self.sub_tasks)
             nvec = self._main_nvec
             obs_sp = dict(main_obs_spaces)
+        obs_sp["query_id"] = query_id_space()
         self.nvec = nvec
         self.offsets = block_offsets(nvec)
         obs_sp["action_mask"] = gym.spaces.MultiBinary(int(nvec.sum()))
@@ -290,6 +297,7 @@ class HierarchicalVectorEnv(VectorEnv, ABC):
     # ------------------------------------------------------------------ observation
     def _obs(self) -> dict[str, np.ndarray]:
         obs = self._observe()
+        obs["query_id"] = self.queries.copy()
         mask = self._mask()
         if self.flat:
             task, st = self.sub_tasks[self.flat_role], self._session

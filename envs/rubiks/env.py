@@ -9,35 +9,27 @@ import numpy as np
 
 from envs.core.latency import LatencyModel
 from envs.core.single import HierarchicalEnv
-from envs.core.text import Arg, TextFace, Tool, flat_tools
+from envs.core.text import Arg, TextFace, Tool, flat_reserved, flat_tools
 from envs.core.vector import HierarchicalVectorEnv, StepResult
 from envs.rubiks import search
 from envs.rubiks.config import RubiksConfig, make_config
-from envs.rubiks.cube import COLOURS, N_PAIRS, PAIRS, pair_name
+from envs.rubiks.cube import N_PAIRS, PAIRS, pair_name
 from envs.rubiks.generator import PuzzleGenerator
 from envs.rubiks.math import MathTask, oracle_math_actions
+from envs.rubiks.prompt import SYSTEM, SYSTEM_FLAT, clue_onehot, describe_clues, describe_main
 from envs.rubiks.search import KEYWORD, SearchTask, oracle_search_actions
 from envs.rubiks.types import (
-    ALL,
-    BELOW,
-    BORDER,
-    CORNERS,
+    CLUE_WIDTH,
     INTENTS,
     MAX_CLUES,
-    N_CLUE_TYPES,
     N_INTENTS,
     N_KNOWLEDGE,
     N_TOPICS,
-    OPPOSITE,
-    RIGHT_OF,
     SOLVE,
-    STATEMENTS,
     knowledge_index,
 )
 
 DELEGATE, REASON, ANSWER, INVALID = range(4)
-CLUE_WIDTH = N_CLUE_TYPES + 6 + 6
-"""one-hot width of a clue slot: type, colour c, colour d"""
 MAIN_NVEC = (4, N_INTENTS, 2, N_INTENTS + 1, 2, N_PAIRS)
 LATENCY = LatencyModel(
     tools={
@@ -319,88 +311,31 @@ class RubiksLogicVectorEnv(HierarchicalVectorEnv):
                 answer=True,
             ),
         )
-        describe = self._describe
+        describe = _MainDescribe(self.max_turns, self.cfg.max_calls, self.flat)
+        kw = dict(role="main", space=self.single_observation_space)
         if self.flat:
-            tools = flat_tools(
-                main_tools, search.TOOLS, delegate_type=DELEGATE, offset=len(MAIN_NVEC)
+            offset = len(MAIN_NVEC)
+            tools = flat_tools(main_tools, search.TOOLS, delegate_type=DELEGATE, offset=offset)
+            reserved = flat_reserved(
+                delegate_type=DELEGATE, offset=offset, sub_invalid=search.INVALID
             )
-            return TextFace(tools, self.nvec, describe, SYSTEM_FLAT)
-        return TextFace(main_tools, self.nvec, describe, SYSTEM)
-
-    def _describe(self, obs: dict[str, np.ndarray]) -> str:
-        lines = [PREAMBLE, describe_clues(obs["clues"])]
-        known, decoy = obs["facts_known"], obs["facts_decoy"]
-        facts = [STATEMENTS[t][0] for t in range(N_TOPICS) if known[t]]
-        facts += [STATEMENTS[t][1] for t in range(N_TOPICS) if decoy[t]]
-        lines.append("Facts found so far: " + ("; ".join(facts) if facts else "none") + ".")
-        failed = [TOPICS_TEXT[t] for t in range(N_TOPICS) if obs["failed"][t]]
-        if failed:
-            lines.append("Look-ups that came back empty: " + ", ".join(failed) + ".")
-        if obs["reasoned"][0]:
-            cands = [pair_name(k) for k in np.flatnonzero(obs["candidates"])]
-            lines.append("Reasoner: candidates " + (" | ".join(cands) or "none (facts clash)"))
-            needs = [TOPICS_TEXT[t] for t in range(N_TOPICS) if obs["needs"][t]]
-            if needs:
-                lines.append("Reasoner: it would help to know " + ", ".join(needs) + ".")
-        turns = round(float(obs["budget"][0]) * self.max_turns)
-        calls = round(float(obs["budget"][1]) * self.cfg.max_calls)
-        lines.append(f"Turns left: {turns}. Search calls left: {calls}.")
-        if self.flat:
-            lines.append(search.describe_search({k[5:]: v for k, v in obs.items() if "tool_" in k}))
-        return "\n".join(lines)
+            return TextFace(tools, self.nvec, describe, SYSTEM_FLAT, reserved=reserved, **kw)
+        return TextFace(main_tools, self.nvec, describe, SYSTEM, **kw)
 
     def _extra_final_info(self, i: int) -> dict[str, Any]:
         return {"facts_needed": int(self.n_needed[i])}
 
 
-TOPICS_TEXT = INTENTS[:N_TOPICS]
-PREAMBLE = (
-    "A standard Rubik's cube has been broken into its 26 pieces: 6 centres with one coloured "
-    "face, 12 edges with two and 8 corners with three. The pieces are jumbled and one was "
-    "removed; it has two colours. Clues:"
-)
-SYSTEM = (
-    "You are the main agent. Plan, use the reasoner for logic and the search agent for cube "
-    "facts; answer with the two colours of the missing piece."
-)
-SYSTEM_FLAT = "You are an agent with search, visit and reasoner tools. Solve the cube puzzle."
+class _MainDescribe:
+    """The main agent's ``describe(obs, instance)``: pure, reads the config numbers only."""
 
+    def __init__(self, max_turns: int, max_calls: int, flat: bool) -> None:
+        self.max_turns, self.max_calls, self.flat = max_turns, max_calls, flat
 
-def clue_onehot(clues: np.ndarray) -> np.ndarray:
-    """``(n, MAX_CLUES, 3)`` clue rows -> ``(n, MAX_CLUES * CLUE_WIDTH)`` int8 one-hots."""
-    n = clues.shape[0]
-    out = np.zeros((n, MAX_CLUES, CLUE_WIDTH), np.int8)
-    present = clues[:, :, 0] >= 0
-    ii, jj = np.nonzero(present)
-    out[ii, jj, clues[ii, jj, 0]] = 1
-    out[ii, jj, N_CLUE_TYPES + clues[ii, jj, 1]] = 1
-    out[ii, jj, N_CLUE_TYPES + 6 + clues[ii, jj, 2]] = 1
-    return out.reshape(n, -1)
-
-
-def describe_clues(onehot: np.ndarray) -> str:
-    """Text of the clues in one observation's ``clues`` field."""
-    rows = onehot.reshape(MAX_CLUES, CLUE_WIDTH)
-    lines = []
-    for row in rows:
-        if not row[:N_CLUE_TYPES].any():
-            continue
-        typ = int(row[:N_CLUE_TYPES].argmax())
-        c = COLOURS[int(row[N_CLUE_TYPES : N_CLUE_TYPES + 6].argmax())]
-        d = COLOURS[int(row[N_CLUE_TYPES + 6 :].argmax())]
-        text = {
-            ALL: f"All {c} pieces have been found.",
-            BORDER: f"Every {c} piece that borders {d} has been found.",
-            CORNERS: f"All {c} corners have been found.",
-            RIGHT_OF: f"With {d} on top and the {c} centre facing you, the edge to the right of "
-            f"the {c} centre has been found.",
-            BELOW: f"With {d} on top and the {c} centre facing you, the edge directly below the "
-            f"{c} centre has been found.",
-            OPPOSITE: f"For every {c} piece found, the piece in the same place on the face "
-            f"opposite {c} has been found.",
-        }[typ]
-        lines.append(f"{len(lines) + 1}. {text}")
-    return "\n".join(lines)
+    def __call__(self, obs: dict[str, np.ndarray], instance: object = None) -> str:
+        return describe_main(
+            obs, max_turns=self.max_turns, max_calls=self.max_calls, flat=self.flat
+        )
 
 
 class RubiksLogicEnv(HierarchicalEnv):
@@ -452,9 +387,13 @@ class RubiksLogicEnv(HierarchicalEnv):
     | reasoned | (1,) | the candidates are up to date with the notes |
     | needs | (4,) | topics the reasoner said would narrow the candidates |
     | budget | (2,) float32 in [0, 1] | turns left / max_turns, search calls left / max_calls |
+    | query_id | () int64 | the episode's query id (an id field: the MLP encoder ignores it) |
     | action_mask | (34,) | factorized mask, one block per action component |
 
-    Flat mode adds the search session's fields as ``tool_<key>``.
+    Flat mode adds the search session's fields as ``tool_<key>`` (with ``tool_query_id`` and
+    ``tool_instruction``). Sub-agent observations carry ``query_id`` and ``instruction`` (the
+    instruction's value ids). The text face (``env.unwrapped.text``) renders the clues, facts,
+    reasoner output and budget from the observation alone (``envs/rubiks/prompt.py``).
 
     ## Rewards
     | event | value |
@@ -514,4 +453,4 @@ class RubiksLogicEnv(HierarchicalEnv):
     vector_class = RubiksLogicVectorEnv
 
 
-_ = PAIRS
+_ = PAIRS, describe_clues  # re-exported names

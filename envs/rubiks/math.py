@@ -10,18 +10,15 @@ imply (a correct deduction from what it was given), else 0.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import gymnasium as gym
 import numpy as np
 
-from envs.core.subagent import SubAgentTask, SubState
+from envs.core.spaces import instruction_space
+from envs.core.subagent import MainEnv, SubAgentTask, SubState
 from envs.core.text import TextFace, Tool
-from envs.rubiks.cube import N_PAIRS, pair_name
-from envs.rubiks.types import MAX_CLUES, N_TOPICS, STATEMENTS, knowledge_index
-
-if TYPE_CHECKING:
-    from envs.core.vector import HierarchicalVectorEnv
+from envs.rubiks.cube import N_PAIRS
+from envs.rubiks.prompt import SYSTEM_MATH, describe_math
+from envs.rubiks.types import MAX_CLUES, N_TOPICS, knowledge_index
 
 APPLY_CLUES, APPLY_FACTS, REPORT, INVALID = range(4)
 
@@ -38,7 +35,13 @@ class MathTask(SubAgentTask):
     def __init__(self, clue_width: int) -> None:
         self.nvec = np.array([4], dtype=np.int64)
         self.clue_width = clue_width
-        self.text = TextFace(TOOLS, self.nvec, describe_math, SYSTEM)
+        self.text = TextFace(
+            TOOLS, self.nvec, describe_math, SYSTEM, role=self.role, space=self.observation_space
+        )
+
+    def instruction_space(self) -> gym.spaces.Box:
+        """Per topic 0 (none), 1 (standard statement) or 2 (decoy statement)."""
+        return instruction_space(0, 2, self.instruction_size)
 
     def obs_spaces(self) -> dict[str, gym.Space]:
         return {
@@ -57,7 +60,7 @@ class MathTask(SubAgentTask):
         st.work = np.ones((st.n, N_PAIRS), bool)
         st.applied = np.zeros((st.n, 2), bool)
 
-    def begin(self, st: SubState, idx: np.ndarray, main: HierarchicalVectorEnv) -> None:
+    def _begin(self, st: SubState, idx: np.ndarray, main: MainEnv) -> None:
         owners = st.owner[idx]
         k = knowledge_index(st.instr[idx])
         st.clues[idx] = main.clue_onehot[owners]
@@ -67,7 +70,7 @@ class MathTask(SubAgentTask):
         st.work[idx] = True
         st.applied[idx] = False
 
-    def observe(self, st: SubState, idx: np.ndarray) -> dict[str, np.ndarray]:
+    def _observe(self, st: SubState, idx: np.ndarray) -> dict[str, np.ndarray]:
         n = len(idx)
         step = np.zeros((n, self.max_steps), np.int8)
         step[np.arange(n), np.minimum(st.t[idx], self.max_steps - 1)] = 1
@@ -115,23 +118,9 @@ def oracle_math_actions(obs: dict[str, np.ndarray]) -> np.ndarray:
     return a
 
 
-SYSTEM = "You are a math agent. Deduce which pieces can be missing from the clues and facts given."
+SYSTEM = SYSTEM_MATH
 TOOLS = (
     Tool("apply_clues", APPLY_CLUES, "Work out the candidates from the clues alone."),
     Tool("apply_facts", APPLY_FACTS, "Narrow the candidates with the facts you were given."),
     Tool("report", REPORT, "Report the current candidates."),
 )
-
-
-def describe_math(obs: dict[str, np.ndarray]) -> str:
-    from envs.rubiks.env import describe_clues
-
-    lines = ["Puzzle clues:", describe_clues(obs["clues"])]
-    known, decoy = obs["facts_known"], obs["facts_decoy"]
-    facts = [STATEMENTS[t][0] for t in range(N_TOPICS) if known[t]]
-    facts += [STATEMENTS[t][1] for t in range(N_TOPICS) if decoy[t]]
-    lines.append("Facts given: " + ("; ".join(facts) if facts else "none") + ".")
-    if obs["applied"].any():
-        work = [pair_name(k) for k in np.flatnonzero(obs["work"])]
-        lines.append("Current candidates: " + " | ".join(work) + ".")
-    return "\n".join(lines)

@@ -22,21 +22,17 @@ instructed topic (for "solve the puzzle": 1 if it reports nothing), else 0.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import gymnasium as gym
 import numpy as np
 
-from envs.core.subagent import SubAgentTask, SubState
+from envs.core.spaces import instruction_space
+from envs.core.subagent import MainEnv, SubAgentTask, SubState
 from envs.core.text import Arg, TextFace, Tool
-from envs.rubiks.types import HAS_DECOY, INTENTS, N_INTENTS, N_TOPICS, SOLVE, STATEMENTS
-
-if TYPE_CHECKING:
-    from envs.core.vector import HierarchicalVectorEnv
+from envs.rubiks.prompt import KEYWORD, SYSTEM_SEARCH, describe_search
+from envs.rubiks.types import HAS_DECOY, INTENTS, N_INTENTS, N_TOPICS, SOLVE
 
 SEARCH, VISIT, REPORT, INVALID = range(4)
 N_SLOTS = 3
-KEYWORD = "standard colour scheme"
 _EMPTY, _IRRELEVANT = -2, -1
 
 
@@ -54,7 +50,13 @@ class SearchTask(SubAgentTask):
         self.decoy_rate = float(decoy_rate)
         self.max_steps = int(max_steps)
         self.nvec = np.array([4, N_INTENTS, 2, N_SLOTS], dtype=np.int64)
-        self.text = TextFace(TOOLS, self.nvec, describe_search, SYSTEM)
+        self.text = TextFace(
+            TOOLS, self.nvec, describe_search, SYSTEM, role=self.role, space=self.observation_space
+        )
+
+    def instruction_space(self) -> gym.spaces.Box:
+        """``[intent in 0..4, constraint in 0..1]``."""
+        return instruction_space(0, [N_INTENTS - 1, 1], self.instruction_size)
 
     def obs_spaces(self) -> dict[str, gym.Space]:
         return {
@@ -74,7 +76,7 @@ class SearchTask(SubAgentTask):
         st.failed = np.zeros(st.n, dtype=bool)
         st.misuse = np.zeros(st.n, dtype=bool)  # searched for "solve the puzzle"
 
-    def begin(self, st: SubState, idx: np.ndarray, main: HierarchicalVectorEnv) -> None:
+    def _begin(self, st: SubState, idx: np.ndarray, main: MainEnv) -> None:
         st.results[idx] = _EMPTY
         st.decoy[idx] = False
         st.page[idx] = -1
@@ -82,7 +84,7 @@ class SearchTask(SubAgentTask):
         st.failed[idx] = False
         st.misuse[idx] = False
 
-    def observe(self, st: SubState, idx: np.ndarray) -> dict[str, np.ndarray]:
+    def _observe(self, st: SubState, idx: np.ndarray) -> dict[str, np.ndarray]:
         n = len(idx)
         intent = np.zeros((n, N_INTENTS), np.int8)
         intent[np.arange(n), st.instr[idx, 0]] = 1
@@ -180,10 +182,7 @@ def oracle_search_actions(obs: dict[str, np.ndarray], max_steps: int, vague: boo
     return a
 
 
-SYSTEM = (
-    "You are a web-search agent. Look up the cube fact you were asked for with the search and "
-    "visit tools, then call report. You cannot solve logic puzzles."
-)
+SYSTEM = SYSTEM_SEARCH
 TOOLS = (
     Tool(
         "search",
@@ -197,24 +196,3 @@ TOOLS = (
     Tool("visit", VISIT, "Open a search result.", (Arg("result", 3, ("1", "2", "3")),)),
     Tool("report", REPORT, "Report the statement you read (or that you found nothing)."),
 )
-
-
-def describe_search(obs: dict[str, np.ndarray]) -> str:
-    intent = INTENTS[int(np.argmax(obs["intent"]))]
-    lines = [f'Instruction: find "{intent}".']
-    if obs["constraint"][0]:
-        lines.append(f"Constraint: {KEYWORD}.")
-    lines.append(f"Step {int(np.argmax(obs['step'])) + 1} of {len(obs['step'])}.")
-    res = obs["results"].reshape(N_SLOTS, N_TOPICS + 2).argmax(axis=1) - 2
-    if obs["failed"][0]:
-        lines.append("The last search failed (tool error).")
-    if (res != _EMPTY).any():
-        lines.append("Search results:")
-        for i, r in enumerate(res):
-            what = "an unrelated page" if r < 0 else f"a page about {INTENTS[r]}"
-            lines.append(f"{i + 1}. {what}")
-    pc = int(np.argmax(obs["page"]))
-    if pc > 0:
-        topic, dec = divmod(pc - 1, 2)
-        lines.append(f'Page read: "{STATEMENTS[topic][dec]}."')
-    return "\n".join(lines)

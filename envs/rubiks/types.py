@@ -14,6 +14,8 @@ CLUE_TYPES = ("all", "border", "corners", "right_of", "below", "opposite")
 N_CLUE_TYPES = len(CLUE_TYPES)
 MAX_CLUES = 10
 """clue slots in an observation (unused slots have type -1)"""
+CLUE_WIDTH = N_CLUE_TYPES + 6 + 6
+"""one-hot width of a clue slot in an observation: type, colour c, colour d"""
 
 # ---------------------------------------------------------------- cube facts (search topics)
 TOPICS = ("opposite of white", "opposite of green", "opposite of red", "orientation")

@@ -6,14 +6,14 @@ on the hierarchical protocol of :mod:`envs.core`; the config is :class:`SpeciesC
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from envs.core import HierarchicalEnv, HierarchicalVectorEnv, LatencyModel, StepResult
-from envs.core.text import Arg, TextFace, Tool, flat_tools
+from envs.core.text import Arg, TextFace, Tool, flat_reserved, flat_tools
 from envs.species import prompt
 from envs.species import task as T
 from envs.species.generator import KnowledgeGenerator
@@ -112,7 +112,13 @@ class InvasiveSpeciesVectorEnv(HierarchicalVectorEnv):
         self.generator = KnowledgeGenerator(
             n_species=cfg.n_species, n_agencies=cfg.n_agencies, hops=cfg.hops
         )
-        sub = SpeciesSearchTask(cfg.fail_prob, cfg.top_k, cfg.max_sub_steps)
+        sub = SpeciesSearchTask(
+            cfg.fail_prob,
+            cfg.top_k,
+            cfg.max_sub_steps,
+            instance=self.instance,
+            value_high=tuple(int(v) for v in self.generator.domains().max(axis=0) - 1),
+        )
         self.max_calls = int(cfg.max_calls)
         p = int(cfg.max_parallel)
         main_nvec = np.array([NUM_TYPES + 2, 2, 2, 2, p], dtype=np.int64)
@@ -142,14 +148,32 @@ class InvasiveSpeciesVectorEnv(HierarchicalVectorEnv):
             delegate_type=T.M_DELEGATE,
         )
         self.state = T.MainState.empty(self.generator(np.zeros(self.num_envs, dtype=np.int64)))
-        self.text_row = 0
-        """episode whose question the main text face renders (0 for the single env)"""
-        tools = _main_tools(p)
+        tools, reserved = _main_tools(p), ()
         if self.flat:
+            # delegation kinds other than "use a tool" are never allowed in flat mode: they keep
+            # a text form (unlisted) so that every in-space action has one
+            off = len(main_nvec)
+            hidden = tuple(replace(t, listed=False) for t in tools[1:])
             tools = flat_tools(
-                tools[:1], sub.text.tools, delegate_type=T.M_DELEGATE, offset=len(main_nvec)
+                (tools[0], *hidden), sub.text.tools, delegate_type=T.M_DELEGATE, offset=off
             )
-        self.text = TextFace(tools, self.nvec, describe=self.describe, system=_SYSTEM)
+            reserved = flat_reserved(
+                delegate_type=T.M_DELEGATE, offset=off, sub_invalid=sub.text.invalid_type
+            )
+        self.text = TextFace(
+            tools,
+            self.nvec,
+            _MainDescribe(self.max_calls, self.flat),
+            _SYSTEM_FLAT if self.flat else _SYSTEM,
+            role="main",
+            space=self.single_observation_space,
+            instance=self.instance,
+            reserved=reserved,
+        )
+
+    def instance(self, query: int) -> Any:
+        """The knowledge base of one query id (``n = 1``): a pure function of the id."""
+        return self.generator(np.array([int(query)], dtype=np.int64))
 
     # ---------------------------------------------------------------- hooks
     def _new_episodes(self, idx: np.ndarray) -> None:
@@ -261,15 +285,7 @@ class InvasiveSpeciesVectorEnv(HierarchicalVectorEnv):
                 info[key], info[f"_{key}"] = arr, m.copy()
         return info
 
-    # ---------------------------------------------------------------- text and baselines
-    def describe(self, obs) -> str:
-        """The main agent's user message: episode ``text_row``'s question and its reports."""
-        i = self.text_row
-        calls = int(self.calls[i, 0]) if self.calls.shape[1] else 0
-        return prompt.describe_main(
-            self.state.kb, self.state.report, self.state.status, i, self.max_calls - calls
-        )
-
+    # ---------------------------------------------------------------- baselines
     def baseline_policies(self, baseline: str, rng: np.random.Generator):
         """``(main_policy, {"sub": policy or None})`` of a baseline (see ``envs.baselines``).
 
@@ -326,6 +342,21 @@ _SYSTEM = (
     "sub-agent, choosing which conditions its instruction keeps; answer when the records hop is "
     "reported: the answer is the zip codes of the latest records report."
 )
+_SYSTEM_FLAT = (
+    "You are a search agent. Answer the question by working through its hops in order: search "
+    "with the hop's conditions, visit a result and report the page; answer when the records hop "
+    "is reported: the answer is the zip codes of the latest records report."
+)
+
+
+class _MainDescribe:
+    """The main agent's ``describe(obs, kb)``: pure, reads the config numbers only."""
+
+    def __init__(self, max_calls: int, flat: bool) -> None:
+        self.max_calls, self.flat = max_calls, flat
+
+    def __call__(self, obs: dict[str, np.ndarray], kb: Any) -> str:
+        return prompt.describe_main(obs, kb, max_calls=self.max_calls, flat=self.flat)
 
 
 def _main_tools(p: int) -> tuple[Tool, ...]:
@@ -396,11 +427,17 @@ class InvasiveSpeciesEnv(HierarchicalEnv):
     | match | (4, 3) | the latest report matches the question on field j (M reads the report) |
     | attempts | (4,) | calls made per hop / ``max_calls`` |
     | budget | (2,) | share of calls left, share of turns left |
+    | query_id | () int64 | the episode's query id (an id field: the MLP encoder ignores it) |
 
     The search sub-agent (role ``"sub"``, ``subagent_spaces["sub"]``) sees its intent (one-hot
     index type), which fields are stated, whether it searched, tool error, which result slots are
     filled, whether it visited and which stated fields the visited page matches, and progress;
     its actions are search(use_1..3) / visit(rank) / report (see :mod:`envs.species.search`).
+    It also gets the id fields ``query_id`` and ``instruction`` (``[type, value_0..2,
+    include_0..2]``), from which its text face states the instruction in words. The text faces
+    are pure: ``describe(obs, kb)`` with the knowledge base rebuilt from ``obs["query_id"]``
+    (:meth:`InvasiveSpeciesVectorEnv.instance`); a report is told as ``match`` has it (named
+    when it and every earlier hop match every field: then it is the hop's answer).
 
     ## Rewards
     The step reward is 0 except at the end: ``f_M * c_M``. Trainers compute R_M and R_S from the

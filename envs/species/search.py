@@ -1,8 +1,10 @@
 """The search sub-agent's episode (role ``"sub"``): search, visit, report.
 
 One sub-episode serves one instruction ``[type, value_0..2, include_0..2]`` (the index to search
-and the fields M stated). The sub-agent sees only its instruction's shape (intent, which fields
-are stated) and its own tool results; the field values travel inside its search tool calls.
+and the fields M stated). The sub-agent's numeric fields are its instruction's shape (intent,
+which fields are stated) and its own tool results; the field values travel inside its search tool
+calls. The id fields ``query_id`` and ``instruction`` let its text face state the instruction in
+words (the stated fields' phrases).
 
 | step | action ``[kind, use_0, use_1, use_2, rank]`` | effect |
 |---|---|---|
@@ -17,13 +19,17 @@ reported page matches (:func:`envs.species.scoring.expert_score`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import gymnasium as gym
 import numpy as np
 
-from envs.core import SubAgentTask, SubState
+from envs.core.spaces import instruction_space
+from envs.core.subagent import SubAgentTask, SubState
 from envs.core.text import Arg, TextFace, Tool
 from envs.species import task as T
-from envs.species.types import INDEX_NAMES, NUM_SLOTS, NUM_TYPES
+from envs.species.prompt import describe_sub
+from envs.species.types import NUM_SLOTS, NUM_TYPES, KnowledgeBase
 
 INSTRUCTION_SIZE = 1 + 2 * NUM_SLOTS
 """[type, value_0, value_1, value_2, include_0, include_1, include_2]"""
@@ -36,6 +42,9 @@ class SpeciesSearchTask(SubAgentTask):
         fail_prob: probability that a call's search tool errors.
         top_k: results per search.
         max_steps: step cap (then truncated: nothing reported, f_S = 0).
+        instance: ``instance(query_id) -> KnowledgeBase`` of one query (the text face rebuilds
+            the instruction's words from it); ``value_high``: ``(3,)`` largest value id per
+            field (the ``instruction`` space).
     """
 
     role = "sub"
@@ -43,12 +52,35 @@ class SpeciesSearchTask(SubAgentTask):
     n_uniforms = 1
     tools = ("search", "visit", "report")
 
-    def __init__(self, fail_prob: float = 0.2, top_k: int = 3, max_steps: int = 4) -> None:
+    def __init__(
+        self,
+        fail_prob: float = 0.2,
+        top_k: int = 3,
+        max_steps: int = 4,
+        *,
+        instance: Callable[[int], KnowledgeBase] | None = None,
+        value_high: tuple[int, ...] = (23, 5, 5),
+    ) -> None:
         self.fail_prob = float(fail_prob)
         self.top_k = int(top_k)
         self.max_steps = int(max_steps)
+        self.value_high = tuple(int(v) for v in value_high)
         self.nvec = np.array([4, 2, 2, 2, self.top_k], dtype=np.int64)
-        self.text = TextFace(_tools(self.top_k), self.nvec, describe=self.describe, system=_SYSTEM)
+        self.text = TextFace(
+            _tools(self.top_k),
+            self.nvec,
+            self.describe,
+            _SYSTEM,
+            role=self.role,
+            space=self.observation_space,
+            instance=instance,
+        )
+
+    def instruction_space(self) -> gym.spaces.Box:
+        """``[type 0..3, value_0..2 (-1 = unknown), include_0..2 in {0, 1}]``."""
+        low = [0, -1, -1, -1, 0, 0, 0]
+        high = [NUM_TYPES - 1, *self.value_high, 1, 1, 1]
+        return instruction_space(low, high, self.instruction_size)
 
     # ---------------------------------------------------------------- spaces and state
     def obs_spaces(self) -> dict[str, gym.Space]:
@@ -78,7 +110,7 @@ class SpeciesSearchTask(SubAgentTask):
         st.visited = np.full(n, -1, dtype=np.int64)
         st.kb = None
 
-    def begin(self, st: SubState, idx: np.ndarray, main) -> None:
+    def _begin(self, st: SubState, idx: np.ndarray, main) -> None:
         st.kb = main.state.kb  # the search tool's corpus: the owner episode's documents
         ins = st.instr[idx]
         st.type[idx] = ins[:, 0]
@@ -91,7 +123,7 @@ class SpeciesSearchTask(SubAgentTask):
         st.visited[idx] = -1
 
     # ---------------------------------------------------------------- observation and mask
-    def observe(self, st: SubState, idx: np.ndarray) -> dict[str, np.ndarray]:
+    def _observe(self, st: SubState, idx: np.ndarray) -> dict[str, np.ndarray]:
         f32 = np.float32
         vis = st.visited[idx]
         terms = st.kb.terms[st.owner[idx], st.type[idx], np.maximum(vis, 0)]
@@ -151,23 +183,10 @@ class SpeciesSearchTask(SubAgentTask):
         return {"doc": doc}, expert
 
     # ---------------------------------------------------------------- text face
-    def describe(self, obs) -> str:
-        """The sub-agent's user message for one observation (a pure function of it)."""
-        intent = INDEX_NAMES[int(np.argmax(obs["intent"]))]
-        stated = [f"condition {j + 1}" for j in range(NUM_SLOTS) if obs["instructed"][j] > 0]
-        lines = [
-            f"Instruction: find the {intent} page that satisfies "
-            + (", ".join(stated) if stated else "no particular condition")
-            + "."
-        ]
-        if obs["error"][0] > 0:
-            lines.append("Your search tool returned an error.")
-        elif obs["searched"][0] > 0:
-            lines.append(f"Your last search returned {int(obs['results'].sum())} result(s).")
-        if obs["visited"][0] > 0:
-            hit = [f"condition {j + 1}" for j in range(NUM_SLOTS) if obs["visited_match"][j] > 0]
-            lines.append("The visited page satisfies: " + (", ".join(hit) or "none") + ".")
-        return "\n".join(lines)
+    def describe(self, obs, kb: KnowledgeBase) -> str:
+        """The sub-agent's user message: a pure function of the observation and the knowledge
+        base of its ``query_id`` (the instruction in words, then its tool results)."""
+        return describe_sub(obs, kb)
 
 
 _SYSTEM = (

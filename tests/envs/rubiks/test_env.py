@@ -7,15 +7,13 @@ import envs  # noqa: F401 - registers the ids
 from envs.rubiks import solver
 from envs.rubiks.env import ANSWER, DELEGATE, REASON, RubiksLogicEnv, RubiksLogicVectorEnv
 from envs.rubiks.types import MAX_CLUES, N_CLUE_TYPES, SOLVE
+from tests.envs.conftest import masked_random
 
 ID = "mgrpo/RubiksLogic-v0"
 
 
 def random_actions(env, obs, rng):
-    from envs.core.spaces import sample_masked
-
-    nvec = env.action_space.nvec
-    return sample_masked(obs["action_mask"][None], nvec, rng.random((1, len(nvec))))[0][0]
+    return masked_random(obs["action_mask"], env.action_space.nvec, rng)
 
 
 def run(env, seed, query, policy_seed=0):
@@ -111,20 +109,6 @@ def test_masked_action_sets_format_flag_and_out_of_space_raises():
         env.step(np.array([9, 0, 0, 0, 0, 0]))
 
 
-def test_done_episode_steps_are_no_ops():
-    env = RubiksLogicVectorEnv(num_envs=2)
-    env.reset(seed=0)
-    a = np.array([[ANSWER, 0, 0, 0, 0, 0], [REASON, 0, 0, 0, 0, 0]])
-    obs1, r1, term1, *_ = env.step(a)
-    t0 = env.sim_time[0]
-    a[1, 0] = ANSWER
-    obs2, r2, term2, _, info = env.step(a)
-    assert term2[0] and r2[0] == 0 and env.sim_time[0] == t0 and env.turn[0] == 1
-    assert all((obs1[k][0] == obs2[k][0]).all() for k in obs1)
-    # the vector info marks only the episode that ended at this step
-    assert info["_correct"][1] and not info["_correct"][0]
-
-
 @pytest.mark.parametrize(
     "kw, key",
     [
@@ -191,9 +175,7 @@ def test_batched_equals_single(kw):
     ]
     infos_s = [None] * n
     for _ in range(vec.max_turns):
-        from envs.core.spaces import sample_masked
-
-        a = sample_masked(obs_v["action_mask"], vec.nvec, rng.random((n, len(vec.nvec))))[0]
+        a = masked_random(obs_v["action_mask"], vec.nvec, rng)
         obs_v, r_v, term_v, trunc_v, _ = vec.step(a)
         for i, e in enumerate(singles):
             if infos_s[i] is None:

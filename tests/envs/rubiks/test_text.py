@@ -1,24 +1,7 @@
-import itertools
-
-import numpy as np
 import pytest
 
 from envs.rubiks.env import RubiksLogicEnv
-
-
-def kinds(face, nvec):
-    """One canonical action per (kind, argument value) of a text face."""
-    for tool in face.tools:
-        for values in itertools.product(
-            *[(*a.value_list(), *([a.absent] if a.optional else [])) for a in tool.args]
-        ):
-            a = np.zeros(len(nvec), np.int64)
-            a[face.type_component] = tool.type_value
-            for c, v in tool.extra:
-                a[c] = v
-            for arg, v in zip(tool.args, values, strict=True):
-                a[arg.component] = v
-            yield a
+from tests.envs.conftest import kinds
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(reasoner="subagent"), dict(flat=True)])
