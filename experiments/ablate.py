@@ -11,10 +11,13 @@ The config is a training config (see ``mgrpo train``) with an optional ``[ablate
     [ablate.env_overrides."mgrpo/InvasiveSpecies-v0"]  # keys set for one env only
     steps = 80
 
-Command-line flags override the table. Runs go to ``DIR/<env>/<variant>/seed<k>/``. A finished run
-(its checkpoint at the last step) is skipped, a partial one resumed, so rerunning the same command
-after a crash or Ctrl-C finishes the grid. After the grid: ``summary.csv``/``summary.md`` and the
-plots in ``DIR/plots``.
+Command-line flags (and ``--set ablate.<key>=v``) override the table; ``[sweep]`` is ignored. Keys
+of an env's ``env_overrides`` beat the file's, ``--set`` keys beat both. Each cell's variant counts
+as given on the command line: keys of the file that contradict it are replaced by the variant's
+values (``experiments.config`` explains the rule). Runs go to ``DIR/<env>/<variant>/seed<k>/``.
+A finished run (its checkpoint at the last step) is skipped, a partial one resumed, so rerunning
+the same command after a crash or Ctrl-C finishes the grid. After the grid: ``summary.csv``,
+``summary.md`` and the plots in ``DIR/plots``.
 """
 
 from __future__ import annotations
@@ -23,13 +26,20 @@ import argparse
 import multiprocessing as mp
 import sys
 import time
-import tomllib
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.config import ConfigError, _flatten, dump_toml, parse_overrides, resolve
+from experiments.config import (
+    ConfigError,
+    check_env,
+    dump_toml,
+    flatten,
+    read_config,
+    resolve,
+    resolve_layers,
+)
 from sim.config import VARIANTS, TrainConfig
 
 __all__ = ["AblationRun", "add_parser", "plan", "run", "run_grid"]
@@ -53,23 +63,16 @@ def env_short(env_id: str) -> str:
 
 
 def plan(
-    config_path: Path | None,
+    config: str | Path | None,
     overrides: list[str],
     out: Path,
     variants: list[str] | None = None,
     seeds: int | None = None,
     envs: list[str] | None = None,
 ) -> list[AblationRun]:
-    """Expand a config into its grid of runs, validating every cell before any work."""
-    raw: dict[str, Any] = {}
-    if config_path is not None:
-        if not Path(config_path).is_file():
-            raise ConfigError([f"config file {str(config_path)!r} does not exist"])
-        try:
-            raw = tomllib.loads(Path(config_path).read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError([f"{config_path}: not valid TOML ({e})"]) from e
-    table = raw.pop("ablate", {})
+    """Expand a config (preset name or path) into its grid of runs, validating every cell first."""
+    src = read_config(config, overrides, command="ablate")
+    table = src.table
     unknown = set(table) - {"variants", "seeds", "envs", "env_overrides"}
     if unknown:
         raise ConfigError(
@@ -78,31 +81,31 @@ def plan(
                 "env_overrides"
             ]
         )
-    base = _flatten(raw) | parse_overrides(overrides)
+    base = src.file | src.sets
     variants = variants if variants is not None else list(table.get("variants", ["mgrpo"]))
-    seeds = seeds if seeds is not None else int(table.get("seeds", 3))
+    seeds = seeds if seeds is not None else table.get("seeds", 3)
     envs = envs if envs is not None else list(table.get("envs", [base.get("env.id")]))
     problems = []
+    if "variant" in src.sets:
+        problems.append("--set variant: the grid sets each run's variant; use --variants a,b")
     if not variants:
         problems.append("the variant list is empty; give --variants a,b or [ablate] variants")
     for v in variants:
         if v not in VARIANTS:
             problems.append(f"unknown variant {v!r}; allowed: {', '.join(VARIANTS)}")
-    if not isinstance(seeds, int) or seeds < 1:
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         problems.append(f"seeds = {seeds!r} is invalid; allowed: an integer >= 1")
     if problems:
         raise ConfigError(problems)
     runs = []
     for env_id in envs:
-        env_flat = dict(base)
-        if env_id is not None:
-            env_flat["env.id"] = env_id
-        env_flat |= _flatten(table.get("env_overrides", {}).get(env_id or "", {}))
+        env_file = {"env.id": env_id} if env_id is not None else {}
+        env_file |= flatten(table.get("env_overrides", {}).get(env_id or "", {}))
         for variant in variants:
             for seed in range(seeds):
-                flat = env_flat | {"variant": variant, "seed": base.get("seed", 0) + seed}
-                try:
-                    cfg = resolve(flat)
+                grid = {"variant": variant, "seed": base.get("seed", 0) + seed}
+                try:  # the grid's variant counts as given on the command line
+                    flat, cfg = resolve_layers(src.file, env_file, src.sets | grid)
                 except ConfigError as e:
                     raise ConfigError([f"{variant} on {env_id}: {p}" for p in e.problems]) from e
                 run_dir = Path(out) / env_short(cfg.env.id) / variant / f"seed{cfg.seed}"
@@ -126,8 +129,8 @@ def _status(run: AblationRun, cfg: TrainConfig) -> str:
 
 def _train_one(run: AblationRun, tensorboard: bool) -> dict[str, Any]:
     """Worker: train (or resume) one run; returns a small result record."""
+    from experiments.run import Trainer, TrainingError
     from sim.checkpoint import read_metrics
-    from sim.trainer import Trainer, TrainingError
 
     cfg = resolve(run.flat)
     run.run_dir.mkdir(parents=True, exist_ok=True)
@@ -228,8 +231,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from experiments.cli import _config_path
-
     if args.workers < 1:
         print(f"error: --workers must be >= 1, got {args.workers}", file=sys.stderr)
         return 2
@@ -237,13 +238,15 @@ def run(args: argparse.Namespace) -> int:
     if args.variants is not None:
         variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     envs = [e.strip() for e in args.envs.split(",") if e.strip()] if args.envs else None
-    path = _config_path(args.config) if args.config else None
     out = Path(args.out)
-    runs = plan(path, args.set, out, variants, args.seeds, envs)
-    from experiments.cli import _check_env
-
-    for env_id in {r.env_id for r in runs}:
-        _check_env(resolve(next(r.flat for r in runs if r.env_id == env_id)))
+    runs = plan(args.config, args.set, out, variants, args.seeds, envs)
+    checked = set()
+    for r in runs:  # env settings and role names, once per distinct env of the grid
+        cfg = resolve(r.flat)
+        key = (cfg.env.id, cfg.env.preset, repr(cfg.env.kwargs), tuple(cfg.roles))
+        if key not in checked:
+            checked.add(key)
+            check_env(cfg)
     if not args.quiet:
         print(f"{len(runs)} runs -> {out} with {args.workers} worker(s)")
     t0 = time.perf_counter()

@@ -15,41 +15,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiments.config import ConfigError, config_table, dump_toml, load_config
-
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-
-
-def _config_path(name: str) -> Path:
-    """A file path, or the name of a preset in ``experiments/configs`` (with or without .toml)."""
-    p = Path(name)
-    if p.is_file():
-        return p
-    for cand in (CONFIG_DIR / name, CONFIG_DIR / f"{name}.toml"):
-        if cand.is_file():
-            return cand
-    return p
-
-
-def _check_env(cfg) -> None:
-    """Build a one-episode env to validate ``env.*`` before any work."""
-    import gymnasium as gym
-
-    import envs  # noqa: F401
-
-    if cfg.env.id not in gym.envs.registry:
-        ids = sorted(k for k in gym.envs.registry if k.startswith("mgrpo/"))
-        raise ConfigError([f"env.id = {cfg.env.id!r} is not registered; allowed: {ids}"])
-    from sim.trainer import make_env
-
-    try:
-        make_env(cfg, 1)
-    except (ValueError, TypeError) as e:
-        raise ConfigError([f"env: {e}"]) from e
+from experiments import ablate, plots, report, sweep
+from experiments.config import ConfigError, check_env, config_table, dump_toml, load_config
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from sim.trainer import Trainer, TrainingError
+    from experiments.run import Trainer, TrainingError
 
     if args.resume:
         run_dir = Path(args.out or args.config)
@@ -58,8 +29,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             return 2
         cfg = load_config(run_dir / "config.toml", args.set)
     else:
-        path = _config_path(args.config) if args.config else None  # None: the defaults
-        cfg = load_config(path, args.set)
+        cfg = load_config(args.config, args.set)  # a preset name or a path; None: the defaults
         stem = Path(args.config).stem if args.config else "default"
         run_dir = Path(args.out) if args.out else Path("runs") / f"{stem}-{cfg.variant}-s{cfg.seed}"
         if (run_dir / "checkpoint.pt").exists():
@@ -69,7 +39,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-    _check_env(cfg)
+    check_env(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.toml").write_text(dump_toml(cfg))
     if not args.quiet:
@@ -132,8 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write TensorBoard event files to RUN_DIR/tb",
     )
     t.set_defaults(func=cmd_train)
-    from experiments import ablate, plots, report, sweep
-
     ablate.add_parser(sub)
     sweep.add_parser(sub)
     plots.add_parser(sub)

@@ -1,8 +1,30 @@
-"""TOML configs for training runs: load, override with ``--set key=value``, validate, write.
+"""The one config layer of every command (``train``, ``ablate``, ``sweep``): read a preset or a TOML
+file, apply ``--set key=value`` overrides and the variant, validate, check the env, write.
 
-The file's tables are the sections of :class:`sim.config.TrainConfig` (``[algo]``, ``[loss]``,
-``[roles.sub]``, ...); keys under ``[env]`` other than ``id`` and ``preset`` are env keyword
-arguments. Every problem is reported at once, one line each, before any work starts.
+Tables and commands
+    The file's tables are the sections of :class:`sim.config.TrainConfig` (``[algo]``,
+    ``[loss]``, ``[roles.sub]``, ...); keys under ``[env]`` other than ``id`` and ``preset`` are
+    env keyword arguments. ``[ablate]`` and ``[sweep]`` belong to the command of that name: each
+    command reads its own table and ignores the other's (``train`` ignores both), so one preset
+    serves every command. ``--set <command>.<key>=v`` overrides a key of the command's own table;
+    giving another command's key on the command line is an error.
+
+Precedence and variants
+    Sources, lowest first: the file, then (``ablate``) the file's per-env overrides, then the
+    command line (``--set``; an ablation grid's variant and seed count as command line). A higher
+    source's key replaces a lower one's. A variant (:data:`sim.config.VARIANTS`) owns some keys
+    (``async_queue`` owns ``algo.sub_grouping`` and ``algo.queue_lag``, ...). A key that
+    contradicts the chosen variant is replaced by the variant's value when it comes from a source
+    below the variant's (``mgrpo train paper --set variant=async_queue``: the file's
+    ``sub_grouping = "per_query"`` becomes ``"queue_window"``), and is an error when the variant's
+    own source or a higher one states it: the user stated both (a file with
+    ``variant = "no_alignment"`` and ``align_mode = "mask"``; ``--set variant=no_alignment --set
+    algo.align_mode=mask``; ``--set algo.align_mode=mask`` on a file whose variant is
+    ``no_alignment``).
+
+Every problem is reported at once, one line each, before any work starts (:class:`ConfigError`,
+exit code 2). :func:`check_env` builds a one-episode env to check ``env.*`` and the role names
+of ``roles.<name>``.
 """
 
 from __future__ import annotations
@@ -10,13 +32,34 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sim.config import SECTIONS, VARIANTS, RoleConfig, TrainConfig, apply_variant
 
-__all__ = ["ConfigError", "config_table", "dump_toml", "load_config", "parse_overrides", "resolve"]
+__all__ = [
+    "COMMAND_TABLES",
+    "CONFIG_DIR",
+    "ConfigError",
+    "ConfigSources",
+    "check_env",
+    "config_table",
+    "dump_toml",
+    "find_config",
+    "flatten",
+    "load_config",
+    "parse_overrides",
+    "read_config",
+    "resolve",
+    "resolve_layers",
+]
 
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+"""the presets: ``mgrpo train quick`` reads ``CONFIG_DIR / "quick.toml"``"""
+COMMAND_TABLES = ("ablate", "sweep")
+"""top-level tables that belong to one command each (the others ignore them)"""
 TOP_KEYS = ("variant", "seed", "steps", "threads", "checkpoint_every")
 
 
@@ -28,12 +71,13 @@ class ConfigError(ValueError):
         super().__init__("invalid config:\n  " + "\n  ".join(problems))
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested tables as dotted keys: ``{"optim": {"lr": 0.1}}`` -> ``{"optim.lr": 0.1}``."""
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out |= _flatten(v, key + ".")
+            out |= flatten(v, key + ".")
         else:
             out[key] = v
     return out
@@ -62,14 +106,19 @@ def _section_fields(cls) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
 
 
-def resolve(flat: dict[str, Any]) -> TrainConfig:
-    """Build a validated :class:`TrainConfig` from flat dotted keys; all problems at once."""
+def resolve(flat: Mapping[str, Any], *, below_variant: frozenset[str] = frozenset()) -> TrainConfig:
+    """Build a validated :class:`TrainConfig` from flat dotted keys; all problems at once.
+
+    ``below_variant``: keys that came from a lower-precedence source than ``variant``; where they
+    contradict the variant, its values replace them (see the module docstring). Without it every
+    key counts as stated with the variant, and a contradiction is an error.
+    """
     problems: list[str] = []
     variant = flat.get("variant", "mgrpo")
     if variant not in VARIANTS:
         raise ConfigError([f"variant = {variant!r} is invalid; allowed: {', '.join(VARIANTS)}"])
     try:
-        flat = apply_variant(variant, flat)
+        flat = apply_variant(variant, dict(flat), overridable=below_variant)
     except ValueError as e:
         problems.append(str(e))
     top: dict[str, Any] = {}
@@ -133,19 +182,138 @@ def resolve(flat: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**top, **built, roles=role_cfgs)
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a TOML config (or defaults when ``path`` is None), apply ``--set`` overrides."""
-    flat: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError([f"config file {str(p)!r} does not exist"])
-        try:
-            flat = _flatten(tomllib.loads(p.read_text()))
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError([f"{p}: not valid TOML ({e})"]) from e
-    flat |= parse_overrides(overrides or [])
-    return resolve(flat)
+def resolve_layers(*layers: Mapping[str, Any]) -> tuple[dict[str, Any], TrainConfig]:
+    """Merge flat key layers (lowest precedence first) and resolve them.
+
+    The variant is the highest layer's that states one; keys of lower layers that contradict it
+    are replaced by its values, contradictions within or above its layer are errors.
+
+    Returns:
+        ``(flat, cfg)``: the merged keys with the variant applied (``resolve(flat) == cfg``: what
+        a worker process or a stored study needs) and the validated config.
+    """
+    merged: dict[str, Any] = {}
+    origin: dict[str, int] = {}
+    for i, layer in enumerate(layers):
+        for k, v in layer.items():
+            merged[k], origin[k] = v, i
+    top = origin.get("variant", -1)
+    below = frozenset(k for k, i in origin.items() if i < top)
+    cfg = resolve(merged, below_variant=below)
+    return apply_variant(cfg.variant, merged, overridable=below), cfg
+
+
+def find_config(name: str | Path) -> Path:
+    """A file path, or the name of a preset in ``experiments/configs`` (with or without .toml)."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    for cand in (CONFIG_DIR / name, CONFIG_DIR / f"{name}.toml"):
+        if cand.is_file():
+            return cand
+    return p
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        presets = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
+        raise ConfigError([f"config file {str(path)!r} does not exist; presets: {presets}"])
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([f"{path}: not valid TOML ({e})"]) from e
+
+
+@dataclass(frozen=True)
+class ConfigSources:
+    """What one command reads from a config file and its ``--set`` overrides, before resolving."""
+
+    path: Path | None
+    """the file read (None: the built-in defaults)"""
+    file: dict[str, Any]
+    """the file's training keys, flat (``algo.group_size``); the command tables left out"""
+    sets: dict[str, Any]
+    """the ``--set`` training keys, flat"""
+    table: dict[str, Any]
+    """the command's own table (``[ablate]``, ``[sweep]``) with its ``--set <command>.*`` keys;
+    empty for ``train``"""
+
+    def resolve(self) -> tuple[dict[str, Any], TrainConfig]:
+        """The file overridden by ``--set``: ``(flat, cfg)`` as :func:`resolve_layers` gives."""
+        return resolve_layers(self.file, self.sets)
+
+
+def read_config(
+    config: str | Path | None, overrides: Sequence[str] | None = None, *, command: str = "train"
+) -> ConfigSources:
+    """Read a preset name or TOML path (None: the defaults) and ``--set`` overrides for ``command``.
+
+    The tables of the other commands (:data:`COMMAND_TABLES`) are ignored; ``--set`` keys of
+    another command's table are errors. Raises :class:`ConfigError`.
+    """
+    path = find_config(config) if config is not None else None
+    raw = _read_toml(path) if path is not None else {}
+    tables = {name: raw.pop(name, {}) for name in COMMAND_TABLES}
+    problems = [
+        f"{name} must be a table: [{name}]"
+        for name, t in tables.items()
+        if name == command and not isinstance(t, dict)
+    ]
+    sets: dict[str, Any] = {}
+    own: dict[str, Any] = {}
+    for key, value in parse_overrides(list(overrides or [])).items():
+        head, _, rest = key.partition(".")
+        if head not in COMMAND_TABLES:
+            sets[key] = value
+        elif head != command:
+            problems.append(
+                f"--set {key}: [{head}] is read by `mgrpo {head}`, not by `mgrpo {command}`"
+            )
+        elif not rest:
+            problems.append(f"--set {key}: give a key of [{head}], e.g. {head}.seeds=2")
+        else:
+            own[rest] = value
+    if problems:
+        raise ConfigError(problems)
+    table = dict(tables.get(command, {})) | own
+    return ConfigSources(path, flatten(raw), sets, table)
+
+
+def load_config(config: str | Path | None, overrides: Sequence[str] | None = None) -> TrainConfig:
+    """The training config of ``mgrpo train CONFIG --set ...`` (other commands' tables ignored)."""
+    return read_config(config, overrides).resolve()[1]
+
+
+def check_env(cfg: TrainConfig) -> None:
+    """Build a one-episode env of ``cfg``: check ``env.*`` and the names in ``roles.<name>``.
+
+    A role name must be ``main`` or one of the env's sub-agent roles with these env settings
+    (Rubik's: ``sub``, plus ``math`` with ``env.reasoner = "subagent"``; a flat env, the
+    ``single_agent`` variant, has ``main`` only). Raises :class:`ConfigError`, one problem a line.
+    """
+    import gymnasium as gym
+
+    import envs  # noqa: F401
+
+    if cfg.env.id not in gym.envs.registry:
+        ids = sorted(k for k in gym.envs.registry if k.startswith("mgrpo/"))
+        raise ConfigError([f"env.id = {cfg.env.id!r} is not registered; allowed: {ids}"])
+    from sim.trainer import make_env
+
+    try:
+        env = make_env(cfg, 1)
+    except (ValueError, TypeError) as e:
+        raise ConfigError([f"env: {e}"]) from e
+    roles = ("main", *env.subagent_roles)
+    unknown = [name for name in cfg.roles if name not in roles]
+    if unknown:
+        raise ConfigError(
+            [
+                f"roles.{name}: unknown role {name!r}; roles of {cfg.env.id} with these env "
+                f"settings: {', '.join(roles)}"
+                for name in unknown
+            ]
+        )
 
 
 def _toml_value(v: Any) -> str:
@@ -180,6 +348,6 @@ def dump_toml(cfg: TrainConfig) -> str:
 
 def config_table(cfg: TrainConfig) -> str:
     """The resolved config as a two-column table (printed at the start of a run)."""
-    flat = _flatten(tomllib.loads(dump_toml(cfg)))
+    flat = flatten(tomllib.loads(dump_toml(cfg)))
     width = max(len(k) for k in flat)
     return "\n".join(f"{k:<{width}}  {v!r}" for k, v in flat.items())

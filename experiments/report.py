@@ -191,7 +191,7 @@ def write_report(
 ) -> Path:
     """Write the report of the ablation in ``dir`` (see the module docstring) and return its
     path. Raises ``ValueError`` when ``dir`` is missing, holds no run dirs or a corrupt one."""
-    from experiments.plots import _env_short, plot_runs
+    from experiments.plots.runs import env_prefix, plot_runs
 
     root = Path(dir)
     if not root.is_dir():
@@ -230,7 +230,7 @@ def write_report(
         lines += _settings(env, by_env[env]) + [""]
         lines += ["### Summary", "", format_markdown(rows, baseline), "### What was measured", ""]
         lines += [f"- {s}" for s in measured_text(rows, baseline)] + [""]
-        short = _env_short(env)
+        short = env_prefix(env)
         env_figs = [f for f in figs if f.name.startswith(short + "_")]
         if env_figs:
             lines += ["### Figures", ""]

@@ -453,25 +453,17 @@ def format_markdown(table: Sequence[dict[str, Any]], baseline: str = "mgrpo") ->
 
 
 _HEADS = {
-    "n_seeds": "seeds",
-    "steps_min": "steps (min)",
-    "samples": "episodes",
+    "n_seeds": "seeds", "steps_min": "steps (min)", "samples": "episodes",
     "final_success": "final success (greedy, 95% CI)",
-    "final_success_sampled": "final success (sampled)",
-    "auc": "AUC",
+    "final_success_sampled": "final success (sampled)", "auc": "AUC",
     "steps_to_threshold": "steps to threshold (seeds reached)",
-    "reward_change_std": "std of reward change",
-    "worst_drawdown": "worst drawdown (EMA)",
-    "align_duplicated": "duplicated/step",
-    "align_dropped": "dropped/step",
-    "align_empty": "empty/step",
-    "sim_time": "sim time",
-    "sim_time_ratio": "sim time / baseline",
-    "diff_vs_baseline": "diff vs baseline",
-    "p_value": "Welch p",
+    "reward_change_std": "std of reward change", "worst_drawdown": "worst drawdown (EMA)",
+    "align_duplicated": "duplicated/step", "align_dropped": "dropped/step",
+    "align_empty": "empty/step", "sim_time": "sim time", "sim_time_ratio": "sim time / baseline",
+    "diff_vs_baseline": "diff vs baseline", "p_value": "Welch p",
     "final_category_error_rate": "category errors (eval)",
     "final_constraints_kept": "constraints kept (eval)",
-}
+}  # fmt: skip
 
 
 def write_summary(

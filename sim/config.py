@@ -305,38 +305,46 @@ SECTIONS: dict[str, type] = {
 """TOML table name -> section dataclass"""
 
 
-def apply_variant(variant: str, flat: dict[str, Any]) -> dict[str, Any]:
+def apply_variant(
+    variant: str, flat: dict[str, Any], *, overridable: frozenset[str] | set[str] = frozenset()
+) -> dict[str, Any]:
     """Apply ``variant``'s preset to flat dotted keys; raise on contradicting explicit keys.
+
+    A key of ``flat`` that the variant owns (see :data:`VARIANTS`) and that contradicts it is an
+    error, unless the key is in ``overridable``: keys that came from a lower-precedence source than
+    the variant (a preset file under ``--set variant=...``), which the variant's value replaces.
 
     Args:
         variant: a name in :data:`VARIANTS`.
         flat: ``{"algo.group_size": 8, "roles.sub.frozen": False, ...}`` as the user gave them.
+        overridable: keys of ``flat`` stated below the variant's source (replaced, not errors).
 
     Returns:
         A new flat dict with the preset keys added.
     """
     _choice("variant", variant, tuple(VARIANTS))
     out = dict(flat)
+
+    def contradiction(key: str, needs: str) -> None:
+        raise ValueError(f"{key} = {flat[key]!r} contradicts variant {variant!r}, which {needs}")
+
     for key, value in VARIANTS[variant].items():
         if key == "roles.*.frozen":
             for k, v in flat.items():
                 if k.startswith("roles.") and k.endswith(".frozen") and k != "roles.main.frozen":
                     if v is not value:
-                        raise ValueError(
-                            f"{k} = {v!r} contradicts variant {variant!r}, which freezes every "
-                            "specialist role"
-                        )
+                        if k not in overridable:
+                            contradiction(k, "freezes every specialist role")
+                        out[k] = value
             continue
         if value == ">=1":
             if key in flat and (not isinstance(flat[key], int) or flat[key] < 1):
-                raise ValueError(
-                    f"{key} = {flat[key]!r} contradicts variant {variant!r}, which needs >= 1"
-                )
+                if key not in overridable:
+                    contradiction(key, "needs >= 1")
+                out[key] = 1
             out.setdefault(key, 1)
             continue
-        if key in flat and flat[key] != value:
-            raise ValueError(
-                f"{key} = {flat[key]!r} contradicts variant {variant!r}, which sets {value!r}"
-            )
+        if key in flat and flat[key] != value and key not in overridable:
+            contradiction(key, f"sets {value!r}")
         out[key] = value
     return out

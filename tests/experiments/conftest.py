@@ -1,8 +1,15 @@
-"""Fixtures for the experiments tests: tiny real run dirs, trained once per session."""
+"""Fixtures and helpers of the experiments tests: tiny budgets, the ``mgrpo`` command (in a
+subprocess or in process), synthetic and real tiny run dirs."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,10 +24,68 @@ TINY = {
 SPECIES = "mgrpo/InvasiveSpecies-v0"
 
 
+def set_args(keys: Mapping[str, Any] | Iterable[str]) -> list[str]:
+    """``--set`` arguments: ``{"steps": 3}`` or ``["steps=3"]`` -> ``["--set", "steps=3"]``."""
+    items = [f"{k}={json.dumps(v)}" for k, v in keys.items()] if isinstance(keys, Mapping) else keys
+    return [a for item in items for a in ("--set", item)]
+
+
+def mgrpo(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    """``mgrpo ARGS`` in a subprocess (``python -m experiments.cli``), output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.cli", *args],
+        check=check,
+        capture_output=True,
+        text=True,
+        **kw,
+    )
+
+
+def run_inprocess(module: Any, argv: list[str]) -> int:
+    """One subcommand (``module.add_parser``) run in this process: ``argv`` starts with its name."""
+    parser = argparse.ArgumentParser(prog="mgrpo")
+    module.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def write_run(
+    d: Path,
+    *,
+    variant: str = "mgrpo",
+    seed: int = 0,
+    env: str = "mgrpo/InvasiveSpecies-v0",
+    reward: list[float] = (0.0, 1.0, 0.5, 1.0),
+    success: dict[int, float] | None = None,
+    sim_time: float = 10.0,
+) -> Path:
+    """A synthetic run dir: B=2, K=2, evaluations at the steps in ``success`` (oracle 1.0)."""
+    success = {1: 0.5, 3: 1.0} if success is None else success
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.toml").write_text(
+        f'variant = "{variant}"\nseed = {seed}\nsteps = {len(reward)}\n'
+        f'[env]\nid = "{env}"\n[algo]\nqueries_per_step = 2\ngroup_size = 2\nalign_target = 4\n'
+    )
+    calls, dup, drop, empty = [1, 2, 3, 2], [2, 0, 0, 2], [0, 1, 1, 0], [1, 1, 0, 0]
+    lines = []
+    for s, r in enumerate(reward):
+        row = {"step": s, "samples": (s + 1) * 4, "main/reward_mean": r}
+        row |= {"sub/reward_mean": r / 2, "sub/calls_mean": calls[s % 4]}
+        row |= {"sub/align_duplicated": dup[s % 4], "sub/align_dropped": drop[s % 4]}
+        row |= {"sub/align_empty": empty[s % 4], "tool/category_error_rate": 0.25}
+        if s in success:
+            row |= {"eval/success_greedy": success[s], "eval/success": success[s] / 2}
+            row |= {"eval/oracle_success": 1.0, "eval/oracle_fraction": success[s]}
+            row |= {"eval/sim_time": sim_time}
+        lines.append(json.dumps(row))
+    (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    return d
+
+
 def train_run(run_dir: Path, **keys) -> Path:
     """Train one tiny run into ``run_dir`` (config.toml + metrics.jsonl + checkpoint.pt)."""
     from experiments.config import dump_toml, resolve
-    from sim.trainer import Trainer
+    from experiments.run import Trainer
 
     cfg = resolve({**TINY, "env.id": SPECIES, **keys})
     run_dir.mkdir(parents=True, exist_ok=True)

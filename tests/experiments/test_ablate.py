@@ -1,15 +1,14 @@
 """Rules of experiments/ablate.py: the grid, validation, parallel runs, skip and resume."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from experiments.ablate import AblationRun, _train_one, plan
 from experiments.config import ConfigError, resolve
+from experiments.run import Trainer
 from sim.checkpoint import read_metrics
-from sim.trainer import Trainer
+from tests.experiments.conftest import mgrpo, set_args
 
 TINY = [
     "steps=4",
@@ -67,44 +66,17 @@ def test_finished_runs_are_skipped_and_partial_ones_resumed(tmp_path):
 
 def test_ablate_cli_runs_the_grid_in_parallel_and_reruns_skip(tmp_path):
     out = tmp_path / "grid"
-    args = [
-        sys.executable,
-        "-m",
-        "experiments.cli",
-        "ablate",
-        "--variants",
-        "mgrpo,main_only",
-        "--seeds",
-        "2",
-        "--workers",
-        "2",
-        "--out",
-        str(out),
-    ]
-    for s in TINY:
-        args += ["--set", s]
-    r = subprocess.run(args, capture_output=True, text=True, check=True)
+    args = ["ablate", "--variants", "mgrpo,main_only", "--seeds", "2", "--workers", "2"]
+    args += ["--out", str(out), *set_args(TINY)]
+    r = mgrpo(*args)
     assert "grid finished" in r.stdout
     dirs = sorted(Path(p).parent for p in out.glob("*/*/seed*/metrics.jsonl"))
     assert len(dirs) == 4
-    again = subprocess.run(args, capture_output=True, text=True, check=True)
+    again = mgrpo(*args)
     assert again.stdout.count("skipped:") == 4
 
 
 def test_ablate_cli_bad_input_exits_2(tmp_path):
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "experiments.cli",
-            "ablate",
-            "--variants",
-            "",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    r = mgrpo("ablate", "--variants", "", "--out", str(tmp_path), check=False)
     assert r.returncode == 2 and "variant list is empty" in r.stderr
     assert "Traceback" not in r.stderr

@@ -10,32 +10,19 @@ from pathlib import Path
 
 import pytest
 
-TINY = [
-    "--set",
-    "steps=4",
-    "--set",
-    "algo.queries_per_step=4",
-    "--set",
-    "algo.group_size=2",
-    "--set",
-    "eval.episodes=8",
-    "--set",
-    "eval.oracle_episodes=16",
-    "--set",
-    "eval.every=2",
-    "--set",
-    "checkpoint_every=2",
-]
+from tests.experiments.conftest import mgrpo, set_args
 
-
-def mgrpo(*args, check=True, **kw):
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.cli", *args],
-        check=check,
-        capture_output=True,
-        text=True,
-        **kw,
-    )
+TINY = set_args(
+    {
+        "steps": 4,
+        "algo.queries_per_step": 4,
+        "algo.group_size": 2,
+        "eval.episodes": 8,
+        "eval.oracle_episodes": 16,
+        "eval.every": 2,
+        "checkpoint_every": 2,
+    }
+)
 
 
 def metrics(run_dir: Path):

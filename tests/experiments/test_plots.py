@@ -3,14 +3,12 @@ different lengths), Optuna study figures, and the plot CLI's errors."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import optuna
 import pytest
 
+from experiments import plots
 from experiments.plots import plot_runs, plot_study
-from tests.experiments.test_report import write_run
+from tests.experiments.conftest import mgrpo, run_inprocess, write_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -72,41 +70,25 @@ def test_plot_study_skips_importances_with_one_trial(tmp_path, capsys):
     assert "importances skipped" in capsys.readouterr().err
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "experiments.cli", "plot", *args]
-    return subprocess.run(cmd, capture_output=True, text=True)
-
-
 def test_plot_cli_default_out_and_bad_input(tmp_path, capsys):
     write_run(tmp_path / "abl" / "r0")
-    r = _cli(str(tmp_path / "abl"))
+    r = mgrpo("plot", str(tmp_path / "abl"), check=False)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "abl" / "plots" / "invasivespecies_success.png").is_file()
     truncated = write_run(tmp_path / "killed")
     with (truncated / "metrics.jsonl").open("a") as f:
         f.write('{"step": 4, "main/re')
-    assert _inprocess([str(truncated)]) == 0  # a killed run still plots
+    assert run_inprocess(plots, ["plot", str(truncated)]) == 0  # a killed run still plots
     (tmp_path / "corrupt").mkdir()
     (tmp_path / "corrupt" / "config.toml").write_text('variant = "mgrpo"\n')
     capsys.readouterr()
     for bad in (tmp_path / "missing", tmp_path / "corrupt"):
-        assert _inprocess([str(bad)]) == 2
+        assert run_inprocess(plots, ["plot", str(bad)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error:") and len(err.strip().splitlines()) == 1
 
 
-def _inprocess(argv: list[str]) -> int:
-    import argparse
-
-    from experiments import plots
-
-    parser = argparse.ArgumentParser(prog="mgrpo")
-    plots.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["plot", *argv])
-    return args.func(args)
-
-
 @pytest.mark.parametrize("storage", ["nope.db", "sqlite:////nonexistent/dir/x.db"])
 def test_plot_cli_bad_storage_exits_2(tmp_path, storage, capsys):
-    assert _inprocess(["--storage", storage, "--out", str(tmp_path)]) == 2
+    assert run_inprocess(plots, ["plot", "--storage", storage, "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("error:")

@@ -3,49 +3,13 @@ bad input (missing, corrupt, truncated), and a report of real tiny runs."""
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from experiments import stats
+from experiments import report, stats
 from experiments.report import measured_text, write_report
-
-
-def write_run(
-    d: Path,
-    *,
-    variant: str = "mgrpo",
-    seed: int = 0,
-    env: str = "mgrpo/InvasiveSpecies-v0",
-    reward: list[float] = (0.0, 1.0, 0.5, 1.0),
-    success: dict[int, float] | None = None,
-    sim_time: float = 10.0,
-) -> Path:
-    """A synthetic run dir: B=2, K=2, evaluations at the steps in ``success`` (oracle 1.0)."""
-    success = {1: 0.5, 3: 1.0} if success is None else success
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "config.toml").write_text(
-        f'variant = "{variant}"\nseed = {seed}\nsteps = {len(reward)}\n'
-        f'[env]\nid = "{env}"\n[algo]\nqueries_per_step = 2\ngroup_size = 2\nalign_target = 4\n'
-    )
-    calls, dup, drop, empty = [1, 2, 3, 2], [2, 0, 0, 2], [0, 1, 1, 0], [1, 1, 0, 0]
-    lines = []
-    for s, r in enumerate(reward):
-        row = {"step": s, "samples": (s + 1) * 4, "main/reward_mean": r}
-        row |= {"sub/reward_mean": r / 2, "sub/calls_mean": calls[s % 4]}
-        row |= {"sub/align_duplicated": dup[s % 4], "sub/align_dropped": drop[s % 4]}
-        row |= {"sub/align_empty": empty[s % 4], "tool/category_error_rate": 0.25}
-        if s in success:
-            row |= {"eval/success_greedy": success[s], "eval/success": success[s] / 2}
-            row |= {"eval/oracle_success": 1.0, "eval/oracle_fraction": success[s]}
-            row |= {"eval/sim_time": sim_time}
-        lines.append(json.dumps(row))
-    (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
-    return d
+from tests.experiments.conftest import mgrpo, run_inprocess, write_run
 
 
 # ------------------------------------------------------------------- per-run statistics
@@ -169,34 +133,17 @@ def test_find_runs_expands_nested_dirs_and_rejects_empty(tmp_path):
         stats.find_runs([tmp_path / "missing"])
 
 
-def _cli(module: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.cli", *args], capture_output=True, text=True
-    )
-
-
 def test_report_cli_bad_input_exits_2_without_traceback(tmp_path, capsys):
     # a missing dir, a dir without runs, a corrupt run: one line, exit 2
     (tmp_path / "empty").mkdir()
     bad = write_run(tmp_path / "bad" / "r")
     (bad / "metrics.jsonl").write_text("nope\n{}\n")
-    r = _cli("report", "report", str(tmp_path / "missing"))
+    r = mgrpo("report", str(tmp_path / "missing"), check=False)
     assert r.returncode == 2 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
     for d in (tmp_path / "empty", tmp_path / "bad"):  # the same in-process (faster)
-        assert _run_inprocess(["report", str(d)]) == 2
+        assert run_inprocess(report, ["report", str(d)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error:") and len(err.strip().splitlines()) == 1
-
-
-def _run_inprocess(argv: list[str]) -> int:
-    import argparse
-
-    from experiments import report
-
-    parser = argparse.ArgumentParser(prog="mgrpo")
-    report.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 # ------------------------------------------------------------------------------ report
@@ -225,7 +172,7 @@ def test_report_of_real_runs(ablation_dir, tmp_path):
 def test_report_cli_default_out_and_study_figures(ablation_dir, tmp_path):
     (ablation_dir / "plots").mkdir(exist_ok=True)
     (ablation_dir / "plots" / "study_history.png").write_bytes(b"\x89PNG fake")
-    r = _cli("report", "report", str(ablation_dir))
+    r = mgrpo("report", str(ablation_dir), check=False)
     assert r.returncode == 0, r.stderr
     md = (ablation_dir / "REPORT.md").read_text()
     assert "## Hyperparameter study" in md and "(plots/study_history.png)" in md

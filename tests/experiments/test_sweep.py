@@ -19,7 +19,9 @@ import optuna
 import pytest
 
 from experiments import cli, sweep
-from experiments.config import ConfigError
+from experiments.config import ConfigError, resolve
+from experiments.sweep.objective import Objective, counts_towards_total
+from tests.experiments.conftest import mgrpo
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 pytestmark = pytest.mark.filterwarnings(
@@ -62,13 +64,11 @@ def _entry() -> list[str]:
 
 def mgrpo_sweep(*args: str, **kw) -> subprocess.CompletedProcess:
     """``mgrpo sweep ARGS`` in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", *_entry(), *args], capture_output=True, text=True, **kw
-    )
+    return mgrpo("sweep", *args, check=False, **kw)
 
 
 def counted(study: optuna.Study) -> int:
-    return sum(map(sweep._counts_towards_total, study.get_trials(deepcopy=False)))
+    return sum(map(counts_towards_total, study.get_trials(deepcopy=False)))
 
 
 def states(study: optuna.Study) -> dict[int, str]:
@@ -264,7 +264,7 @@ def test_pruned_trial_keeps_its_partial_runs(tmp_path):
     # a pruner that prunes everything: the trial stops at the first evaluation (step 1)
     flat, _base, sw = sweep.load_sweep(write_config(tmp_path))
     study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(lower=2.0))
-    study.optimize(sweep._Objective(flat, sw, tmp_path, 1, False, 0), n_trials=1)
+    study.optimize(Objective(flat, sw, tmp_path, 1, False, 0), n_trials=1)
     t = study.trials[0]
     assert t.state.name == "PRUNED" and t.user_attrs["pruned_at"] == 1
     lines = (Path(t.user_attrs["run_dirs"][0]) / "metrics.jsonl").read_text().splitlines()
@@ -403,7 +403,7 @@ def test_defaults_when_the_table_is_absent(tmp_path):
 
 def test_b1_range_sets_the_first_beta():
     flat = {"steps": 3}
-    base = sweep.resolve(flat)
+    base = resolve(flat)
     cfg = sweep.trial_config(flat, base, {"align_target": 3, "local_share": 0.5, "b1": 0.2}, 7)
     # b2 = (1 - b1)(1 - w) = 0.8 * 0.5 = 0.4; b3 = (1 - b1) w = 0.4
     assert cfg.seed == 7 and cfg.algo.align_target == 3

@@ -1,29 +1,8 @@
-"""Figures of runs and studies (issue 6, item 3): ``mgrpo plot RUN_DIR... [--out DIR]``.
-
-:func:`plot_runs` writes, per environment (file names start with the env's short name, e.g.
-``invasivespecies_``):
-
-- ``reward_<role>.png`` per role (``main``, each specialist): the stability curves of the M-GRPO
-  paper: each seed's raw ``<role>/reward_mean`` as a thin transparent line, and per variant the
-  mean over seeds of the EMA-smoothed curve with a 95% t band across seeds;
-- ``success.png``: greedy evaluation success vs training step, mean and 95% band per variant, the
-  oracle's success as a dashed line;
-- ``calls.png``: the distribution of the per-step mean calls ``d_k`` of each specialist
-  (``<role>/calls_mean``, pooled over steps and seeds) per variant, with the alignment target D;
-- ``alignment.png``: alignment counters (duplicated, dropped, empty rows per step) per specialist;
-- ``category_errors.png`` (when any step has category errors, i.e. Rubik's) and
-  ``constraints_kept.png`` (species): per-step share over training.
-
-The x axis is the training step (1-based: updates done when the row was logged); the top axis
-gives the samples (episodes, ``step x B x K``) when all runs of the env share B x K.
-:func:`plot_study` draws an Optuna study (history, importances, D x w contour).
-Matplotlib's Agg backend; Optuna's plots inside ``plt.style.context("default")``.
-"""
+"""Figures of run dirs: stability curves, success, d_k, alignment and share figures per env
+(:func:`plot_runs`; the list of figures is in :mod:`experiments.plots`)."""
 
 from __future__ import annotations
 
-import argparse
-import sys
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -48,9 +27,10 @@ from experiments.stats import (  # noqa: E402
 )
 from sim.config import VARIANTS  # noqa: E402
 
-__all__ = ["plot_runs", "plot_study", "add_parser", "run", "variant_colors", "variant_styles"]
+__all__ = ["DPI", "env_prefix", "plot_runs", "variant_colors", "variant_styles"]
 
-_DPI = 120
+DPI = 120
+"""resolution of every figure (runs and studies)"""
 _VARIANTS = tuple(VARIANTS)  # fixed colour and style order: the order of sim.config.VARIANTS
 
 
@@ -82,8 +62,8 @@ def variant_styles(variants: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def _env_short(env_id: str) -> str:
-    """``mgrpo/RubiksLogic-v0`` -> ``rubikslogic``."""
+def env_prefix(env_id: str) -> str:
+    """The file name prefix of an env's figures: ``mgrpo/RubiksLogic-v0`` -> ``rubikslogic``."""
     name = env_id.split("/")[-1]
     return name.split("-v")[0].lower() or "env"
 
@@ -161,7 +141,7 @@ def _finish(fig: plt.Figure, ax: plt.Axes, path: Path, legend: bool = True) -> P
         ax.legend(fontsize=8, loc="best", framealpha=0.85)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=_DPI)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
 
@@ -277,7 +257,7 @@ def _fig_calls(env: str, by_var: dict[str, list[Run]], out: Path) -> Path | None
     fig.suptitle(f"{env}: specialist calls d_k\n(per-step means, pooled over steps and seeds)",
                  fontsize=10)  # fmt: skip
     fig.tight_layout()
-    fig.savefig(out, dpi=_DPI)
+    fig.savefig(out, dpi=DPI)
     plt.close(fig)
     return out
 
@@ -315,7 +295,7 @@ def _fig_alignment(env: str, by_var: dict[str, list[Run]], out: Path) -> Path | 
         fontsize=10,
     )
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(out, dpi=_DPI)
+    fig.savefig(out, dpi=DPI)
     plt.close(fig)
     return out
 
@@ -364,7 +344,7 @@ def plot_runs(run_dirs: Iterable[str | Path | Run], out_dir: str | Path) -> list
         by_env.setdefault(env, {})[variant] = rs
     written: list[Path] = []
     for env, by_var in by_env.items():
-        short = _env_short(env)
+        short = env_prefix(env)
         env_runs = [r for rs in by_var.values() for r in rs]
         figs = [_fig_success(env, by_var, out_dir / f"{short}_success.png")]
         for role in roles_of(env_runs):
@@ -393,161 +373,3 @@ def plot_runs(run_dirs: Iterable[str | Path | Run], out_dir: str | Path) -> list
             )
         written += [f for f in figs if f is not None]
     return written
-
-
-# --------------------------------------------------------------------------------- study
-def _find_param(names: Iterable[str], suffix: str) -> str | None:
-    names = list(names)
-    if suffix in names:
-        return suffix
-    hits = [n for n in names if n.split(".")[-1] == suffix or n.endswith(suffix)]
-    return hits[0] if hits else None
-
-
-def plot_study(study: Any, out_dir: str | Path) -> list[Path]:
-    """Optuna figures of ``study`` into ``out_dir``: ``study_history.png`` (optimization history;
-    for a multi-objective study the first objective, plus ``study_pareto.png``),
-    ``study_importances.png`` (skipped with a note on stderr with < 2 completed trials or when
-    the importance evaluator fails) and ``study_contour.png`` (D x w: the params named
-    ``align_target`` and ``local_share``, dotted names allowed). Returns the PNG paths."""
-    import optuna
-    import optuna.visualization.matplotlib as ov
-
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    multi = len(study.directions) > 1
-    kw: dict[str, Any] = {"target": (lambda t: t.values[0]), "target_name": "objective 0"}
-    kw = kw if multi else {}
-    written: list[Path] = []
-
-    def save(name: str, draw: Any, title: str | None = None, labels: tuple | None = None) -> None:
-        with plt.style.context("default"):
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UserWarning)  # optuna's evaluator notes
-                    res = draw()
-            except (ValueError, RuntimeError, ZeroDivisionError, IndexError) as e:
-                print(f"note: {name} skipped ({e})", file=sys.stderr)
-                plt.close("all")
-                return
-            ax = res.flat[0] if isinstance(res, np.ndarray) else res
-            fig = ax.figure
-            if title:  # replace Optuna's own (left-aligned) title rather than overlap it
-                ax.set_title("", loc="left")
-                ax.set_title("", loc="right")
-                ax.set_title(f"{title}\n(study {study.study_name})", fontsize=10)
-            if labels:
-                ax.set_xlabel(labels[0])
-                ax.set_ylabel(labels[1])
-            wi, hi = fig.get_size_inches()
-            fig.set_size_inches(max(wi, 7.0), max(hi, 4.5))
-            fig.tight_layout()
-            path = out_dir / f"study_{name}.png"
-            fig.savefig(path, dpi=_DPI)
-            plt.close("all")
-            written.append(path)
-
-    if not done:
-        print("note: the study has no completed trial; nothing to plot", file=sys.stderr)
-        return written
-    save(
-        "history",
-        lambda: ov.plot_optimization_history(study, **kw),
-        "optimization history",
-        ("trial number", "objective (the study's metric at the budget)"),
-    )
-    if multi:
-        save("pareto", lambda: ov.plot_pareto_front(study))
-    if len(done) < 2:
-        print("note: parameter importances skipped (< 2 completed trials)", file=sys.stderr)
-    else:
-        save(
-            "importances",
-            lambda: ov.plot_param_importances(study, **kw),
-            "parameter importances (fANOVA)",
-        )
-    names = {p for t in done for p in t.params}
-    d, w = _find_param(names, "align_target"), _find_param(names, "local_share")
-    distinct = min(
-        (len({t.params.get(p) for t in done if p in t.params}) for p in (d, w) if p), default=0
-    )
-    if d and w and distinct < 2:  # Optuna draws an empty contour then: say so instead
-        print(
-            "note: D x w contour skipped (needs completed trials with >= 2 distinct values of "
-            "each parameter)",
-            file=sys.stderr,
-        )
-    elif d and w:
-        save(
-            "contour",
-            lambda: ov.plot_contour(study, params=[d, w], **kw),
-            "objective over D x w (dots: trials)",
-            (f"alignment target D ({d})", f"local reward share w ({w})"),
-        )
-    else:
-        print("note: D x w contour skipped (the study has no align_target/local_share params)",
-              file=sys.stderr)  # fmt: skip
-    return written
-
-
-def _load_study(storage: str, name: str | None) -> Any:
-    import optuna
-
-    if "://" not in storage and not storage.startswith("journal:"):
-        p = Path(storage)
-        if not p.is_file():
-            raise ValueError(f"{storage}: no such study storage file")
-        storage = f"sqlite:///{p.resolve()}"
-    if storage.startswith("journal:"):
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
-
-        storage = JournalStorage(JournalFileBackend(storage.removeprefix("journal:")))
-    if name is None:
-        names = optuna.study.get_all_study_names(storage)
-        if len(names) != 1:
-            raise ValueError(f"the storage holds studies {names}; pick one with --study")
-        name = names[0]
-    return optuna.load_study(study_name=name, storage=storage)
-
-
-# ----------------------------------------------------------------------------------- CLI
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``mgrpo plot`` on an ``argparse`` subparsers object."""
-    p = subparsers.add_parser(
-        "plot",
-        help="plot runs (stability curves, success, d_k, alignment) and optionally a study",
-        description="Plot run dirs: a directory holding run dirs (any depth) expands to them.",
-    )
-    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run dirs or dirs of run dirs")
-    p.add_argument("--out", help="output directory (default: <first RUN_DIR>/plots)")
-    p.add_argument("--storage", help="Optuna storage of a study: URL, journal:PATH or .db file")
-    p.add_argument("--study", help="study name (default: the only study in --storage)")
-    p.set_defaults(func=run)
-    return p
-
-
-def run(args: argparse.Namespace) -> int:
-    """``mgrpo plot``: 0 on success, 2 on bad input (one line on stderr)."""
-    if not args.run_dirs and not args.storage:
-        print("error: give at least one RUN_DIR (or --storage for a study)", file=sys.stderr)
-        return 2
-    first = args.run_dirs[0] if args.run_dirs else Path(args.storage).parent
-    out = Path(args.out) if args.out else Path(first) / "plots"
-    try:
-        written = plot_runs(args.run_dirs, out) if args.run_dirs else []
-        if args.storage:
-            written += plot_study(_load_study(args.storage, args.study), out)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # storage errors (unreachable URL, missing study) are not ValueError
-        if type(e).__module__.startswith(("optuna", "sqlalchemy")):
-            print(f"error: cannot load the study: {e}".splitlines()[0], file=sys.stderr)
-            return 2
-        raise
-    for p in written:
-        print(p)
-    return 0

@@ -1,0 +1,29 @@
+"""Figures of runs and studies (issue 6, item 3): ``mgrpo plot RUN_DIR... [--out DIR]``.
+
+:func:`plot_runs` writes, per environment (file names start with the env's short name, e.g.
+``invasivespecies_``):
+
+- ``reward_<role>.png`` per role (``main``, each specialist): the stability curves of the M-GRPO
+  paper: each seed's raw ``<role>/reward_mean`` as a thin transparent line, and per variant the
+  mean over seeds of the EMA-smoothed curve with a 95% t band across seeds;
+- ``success.png``: greedy evaluation success vs training step, mean and 95% band per variant, the
+  oracle's success as a dashed line;
+- ``calls.png``: the distribution of the per-step mean calls ``d_k`` of each specialist
+  (``<role>/calls_mean``, pooled over steps and seeds) per variant, with the alignment target D;
+- ``alignment.png``: alignment counters (duplicated, dropped, empty rows per step) per specialist;
+- ``category_errors.png`` (when any step has category errors, i.e. Rubik's) and
+  ``constraints_kept.png`` (species): per-step share over training.
+
+The x axis is the training step (1-based: updates done when the row was logged); the top axis
+gives the samples (episodes, ``step x B x K``) when all runs of the env share B x K.
+:func:`plot_study` draws an Optuna study (history, importances, D x w contour).
+Matplotlib's Agg backend; Optuna's plots inside ``plt.style.context("default")``.
+"""
+
+from __future__ import annotations
+
+from experiments.plots.cli import add_parser, run
+from experiments.plots.runs import plot_runs, variant_colors, variant_styles
+from experiments.plots.study import plot_study
+
+__all__ = ["plot_runs", "plot_study", "add_parser", "run", "variant_colors", "variant_styles"]
