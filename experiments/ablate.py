@@ -126,8 +126,8 @@ def _status(run: AblationRun, cfg: TrainConfig) -> str:
 
 def _train_one(run: AblationRun, tensorboard: bool) -> dict[str, Any]:
     """Worker: train (or resume) one run; returns a small result record."""
+    from experiments.run import Trainer, TrainingError
     from sim.checkpoint import read_metrics
-    from sim.trainer import Trainer, TrainingError
 
     cfg = resolve(run.flat)
     run.run_dir.mkdir(parents=True, exist_ok=True)

@@ -49,7 +49,7 @@ def _check_env(cfg) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from sim.trainer import Trainer, TrainingError
+    from experiments.run import Trainer, TrainingError
 
     if args.resume:
         run_dir = Path(args.out or args.config)

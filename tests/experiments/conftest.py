@@ -20,7 +20,7 @@ SPECIES = "mgrpo/InvasiveSpecies-v0"
 def train_run(run_dir: Path, **keys) -> Path:
     """Train one tiny run into ``run_dir`` (config.toml + metrics.jsonl + checkpoint.pt)."""
     from experiments.config import dump_toml, resolve
-    from sim.trainer import Trainer
+    from experiments.run import Trainer
 
     cfg = resolve({**TINY, "env.id": SPECIES, **keys})
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,8 @@ import pytest
 
 from experiments.ablate import AblationRun, _train_one, plan
 from experiments.config import ConfigError, resolve
+from experiments.run import Trainer
 from sim.checkpoint import read_metrics
-from sim.trainer import Trainer
 
 TINY = [
     "steps=4",

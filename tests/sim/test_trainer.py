@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from experiments.config import resolve
+from experiments.run import Trainer, TrainingError
 from sim.checkpoint import load_checkpoint, read_metrics
 from sim.config import VARIANTS as VARIANT_PRESETS
-from sim.trainer import Trainer, TrainingError
 
 ENVS = ["mgrpo/RubiksLogic-v0", "mgrpo/InvasiveSpecies-v0"]
 VARIANTS = list(VARIANT_PRESETS)  # every variant of DESIGN §3.6
