@@ -151,12 +151,13 @@ class Trajectories:
             for k, t in _ROW_FIELDS.items()
         }
         s = int(lengths.sum())
+        actions = np.asarray(actions, dtype=np.int64)
         return cls(
             role=role,
             **row_vals,
             offsets=_lengths_to_offsets(lengths),
             obs=dict(obs),
-            actions=np.asarray(actions, dtype=np.int64).reshape(s, -1),
+            actions=actions.reshape(s, actions.shape[-1] if actions.ndim > 1 else 1),
             logp=np.asarray(logp, dtype=np.float64).reshape(s),
             handle=np.full(s, -1, np.int64) if handle is None else np.asarray(handle, np.int64),
             extras=dict(extras or {}),

@@ -9,6 +9,7 @@ from experiments.config import resolve
 from experiments.run import Trainer, TrainingError
 from sim.checkpoint import load_checkpoint, read_metrics
 from sim.config import VARIANTS as VARIANT_PRESETS
+from sim.records import Trajectories
 
 ENVS = ["mgrpo/RubiksLogic-v0", "mgrpo/InvasiveSpecies-v0"]
 VARIANTS = list(VARIANT_PRESETS)  # every variant of DESIGN §3.6
@@ -161,9 +162,10 @@ def test_a_step_without_any_delegation_trains_main_only(tmp_path, monkeypatch):
 
     def no_calls(env, main, subs, *args, **kwargs):
         batch = real(env, main, subs, *args, **kwargs)
-        from sim.rollout import rows_from_records
-
-        batch.subs = {r: rows_from_records([], subs[r], int(subs[r].nvec.sum()), 0) for r in subs}
+        for r in subs:
+            obs_space, act_space = env.subagent_spaces[r]
+            fields = {k: (sp.shape, sp.dtype) for k, sp in obs_space.spaces.items()}
+            batch.trajectories[r] = Trajectories.empty(r, fields, len(act_space.nvec))
         batch.calls = {r: np.zeros_like(c) for r, c in batch.calls.items()}
         return batch
 
