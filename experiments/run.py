@@ -22,7 +22,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from sim.checkpoint import (
+from experiments.checkpoint import (
     CHECKPOINT,
     append_metrics,
     load_checkpoint,

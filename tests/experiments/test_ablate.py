@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from experiments.ablate import AblationRun, _train_one, plan
+from experiments.checkpoint import read_metrics
 from experiments.config import ConfigError, resolve
 from experiments.run import Trainer
-from sim.checkpoint import read_metrics
 
 TINY = [
     "steps=4",
