@@ -75,9 +75,7 @@ def _sub_trajectories(
         fields = {k: (sp.shape, sp.dtype) for k, sp in obs_space.spaces.items()}
         return Trajectories.empty(role, fields, n_comp)
     keys = recs[0][1].observations.keys()
-    handles = np.concatenate(
-        [getattr(r, "handle", np.full(len(r.actions), -1, np.int64)) for _, r in recs]
-    )
+    handles = np.concatenate([r.handle for _, r in recs])
     return Trajectories.from_steps(
         role,
         {

@@ -86,13 +86,14 @@ def test_recomputed_log_probs_equal_the_behaviour_log_probs(setup):
 
 
 def test_policy_handles_and_records_reach_the_trajectories(setup):
-    pols = setup[1]
-    tok = TokenLike(pols["main"])
-    batch = _collect(setup, main=tok)
-    main = batch.main
-    # handles are the ids the policy returned for the active rows, in row-major step order
-    assert (main.handle >= 0).all() and len(np.unique(main.handle)) == main.num_steps
-    np.testing.assert_array_equal(main.extras["echo"], main.handle * 10)
+    env, pols, queries, seeds = setup
+    main, sub = TokenLike(pols["main"]), TokenLike(pols["sub"])
+    batch = collect_rollouts(env, main, {"sub": sub}, queries, K, seeds)
+    # handles are the ids each policy returned for the rows that acted, row-major; the sub
+    # handles travel through the env's sub-agent protocol
+    for traj in (batch.main, batch.trajectories["sub"]):
+        assert (traj.handle >= 0).all() and len(np.unique(traj.handle)) == traj.num_steps
+        np.testing.assert_array_equal(traj.extras["echo"], traj.handle * 10)
 
 
 def test_evaluation_collects_outcomes_without_trajectories(setup):
