@@ -33,8 +33,8 @@ PRESET = ROOT / "experiments" / "configs" / "quick.toml"
 
 def reference(steps: int) -> float:
     """Seconds of one plain training run of the preset (D and w at their defaults)."""
+    from experiments.run import Trainer
     from experiments.sweep import load_sweep
-    from sim.trainer import Trainer
 
     _flat, cfg, _sweep = load_sweep(PRESET, [f"steps={steps}", f"checkpoint_every={steps}"])
     with tempfile.TemporaryDirectory() as d:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from experiments.config import resolve
-from sim.trainer import Trainer
+from experiments.run import Trainer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENVS = {"rubiks": "mgrpo/RubiksLogic-v0", "species": "mgrpo/InvasiveSpecies-v0"}

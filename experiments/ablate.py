@@ -118,7 +118,7 @@ def _status(run: AblationRun, cfg: TrainConfig) -> str:
     ckpt = run.run_dir / "checkpoint.pt"
     if not ckpt.exists():
         return "partial" if (run.run_dir / "metrics.jsonl").exists() else "new"
-    from sim.checkpoint import load_checkpoint
+    from experiments.checkpoint import load_checkpoint
 
     try:
         step = int(load_checkpoint(run.run_dir)["step"])
@@ -129,8 +129,8 @@ def _status(run: AblationRun, cfg: TrainConfig) -> str:
 
 def _train_one(run: AblationRun, tensorboard: bool) -> dict[str, Any]:
     """Worker: train (or resume) one run; returns a small result record."""
+    from experiments.checkpoint import read_metrics
     from experiments.run import Trainer, TrainingError
-    from sim.checkpoint import read_metrics
 
     cfg = resolve(run.flat)
     run.run_dir.mkdir(parents=True, exist_ok=True)

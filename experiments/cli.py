@@ -6,6 +6,7 @@ run, 130 interrupted (a checkpoint is written first).
     mgrpo sweep CONFIG --trials N --study NAME [--storage URL] --workers W
     mgrpo plot RUN_DIR... [--out DIR]
     mgrpo report DIR [--out FILE]
+    mgrpo check-math MODULE:FUNCTION --kind advantages|alignment|loss [--convention NAME]
     mgrpo envs
 """
 
@@ -15,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiments import ablate, plots, report, sweep
+from experiments import ablate, check_math, plots, report, sweep
 from experiments.config import ConfigError, check_env, config_table, dump_toml, load_config
 
 
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_parser(sub)
     plots.add_parser(sub)
     report.add_parser(sub)
+    check_math.add_parser(sub)
     e = sub.add_parser("envs", help="list the registered environments")
     e.set_defaults(func=cmd_envs)
     return p

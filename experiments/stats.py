@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from sim.checkpoint import read_metrics
+from experiments.checkpoint import read_metrics
 
 __all__ = [
     "Run",

@@ -1,52 +1,95 @@
 """The policy protocol shared by every role and policy kind (DESIGN §5).
 
 A policy maps a batch of observations (a dict of numpy arrays with a leading batch axis, always
-holding ``action_mask``) to MultiDiscrete actions and their log-probabilities, and recomputes
-log-probs and entropies of given actions under its current parameters for the update.
+holding ``action_mask``) to MultiDiscrete actions and their log-probabilities. For the update it
+turns the step's recorded trajectories (``sim.records.Trajectories``: observations, actions,
+behaviour log-probs, per-step handles and the policy's own ``extras``) into a :class:`TokenBatch`
+of training tensors (:meth:`Policy.pack`), and computes per-token log-probs and entropies of its
+own sampled tokens under its current parameters (:meth:`Policy.token_logprobs`). A "token" is one
+env step for an MLP and one generated token for a language model; the token mask is 1 only on
+tokens the policy sampled. Rewards, alignment, advantages and ``sim.loss`` are shared by all kinds.
 
-The trainer stores what a policy needs to recompute log-probs as an *encoded input* per step
-(``encode``), so small policies and language-model policies plug into the same trainer.
+Policy kinds are built by name from :mod:`policies.registry` (``policy.kind``).
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
+__all__ = ["Policy", "TokenBatch"]
+
+
+@dataclass
+class TokenBatch:
+    """Training tensors of ``num_rows`` trajectories of one role, padded to ``seq_len`` tokens.
+
+    Attributes:
+        logp_old: ``(num_rows, seq_len)`` float32 behaviour log-probs of the sampled tokens.
+        mask: ``(num_rows, seq_len)`` float32, 1 on tokens the policy sampled, 0 on padding
+            (and, for language models, on prompt, tool-response and forced tokens).
+        data: kind-specific tensors with leading axis ``num_rows`` (MLP: ``inputs``,
+            ``masks``, ``actions``), read only by the policy kind that packed them.
+    """
+
+    logp_old: torch.Tensor
+    mask: torch.Tensor
+    data: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.logp_old.shape[0])
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.logp_old.shape[1])
+
+    def select(self, index: torch.Tensor) -> TokenBatch:
+        """Rows ``index`` (any int64 index, repeats allowed)."""
+        return TokenBatch(
+            self.logp_old[index], self.mask[index], {k: v[index] for k, v in self.data.items()}
+        )
+
 
 @runtime_checkable
 class Policy(Protocol):
-    """What the trainer and the envs need from a policy.
+    """What the trainer and the envs need from a policy of any kind.
 
-    ``__call__`` is the env's sub-agent protocol: ``policy(obs_batch) -> (actions, logp)``.
+    ``__call__`` is the env's sub-agent protocol: ``policy(obs_batch) -> (actions, logp)`` or
+    ``(actions, logp, handles)``.
     """
 
     nvec: np.ndarray
     """``(n_comp,)`` MultiDiscrete sizes of the action."""
-    input_dim: int
-    """width of the encoded input of one row (what ``encode`` returns per row)."""
+    generator: torch.Generator
+    """the policy's own sampling generator (checkpointed; evaluation reseeds it)"""
 
     def act(
         self, obs: dict[str, np.ndarray], greedy: bool = False
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sample (or take the most likely) allowed actions: ``(n, n_comp)`` int64, ``(n,)``
-        float64 log-probs under the current parameters."""
+        float64 log-probs under the current parameters, and optionally ``(n,)`` int64 handles
+        of the policy's own per-step records (see ``sim.records``)."""
         ...
 
-    def __call__(self, obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]: ...
+    def __call__(self, obs: dict[str, np.ndarray]) -> Any: ...
 
-    def encode(self, obs: dict[str, np.ndarray]) -> torch.Tensor:
-        """The stored input of each row: ``(n, input_dim)`` float32."""
+    def export_records(self, handles: np.ndarray) -> dict[str, np.ndarray]:
+        """The policy's own records of steps ``handles`` (``(num_steps,)`` int64, -1 = none) as
+        arrays stored in ``Trajectories.extras`` (an MLP keeps none: ``{}``)."""
         ...
 
-    def log_prob(
-        self, inputs: torch.Tensor, masks: torch.Tensor, actions: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probs ``(n,)`` (summed over action components, with gradient) and entropies
-        ``(n,)`` of ``actions (n, n_comp)`` given ``inputs (n, input_dim)`` and ``masks
-        (n, sum(nvec))``."""
+    def pack(self, traj: Any) -> TokenBatch:
+        """Training tensors of a role's ``sim.records.Trajectories``; raises ``ValueError``
+        naming the role and the field when the records do not match the policy's spaces."""
+        ...
+
+    def token_logprobs(self, batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probs and entropies ``(num_rows, seq_len)`` of the batch's sampled tokens under
+        the current parameters (with gradient); values at ``mask == 0`` are finite but
+        meaningless."""
         ...
 
     def parameters(self): ...

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from policies.base import TokenBatch
+
 __all__ = ["MLPPolicy", "SharedPolicyModule", "ObsEncoder", "shared_policies"]
 
 
@@ -150,6 +152,7 @@ class MLPPolicy(nn.Module):
 
     # -- protocol ------------------------------------------------------------------------
     def encode(self, obs: dict[str, np.ndarray]) -> torch.Tensor:
+        """Encoded inputs ``(n, input_dim)`` float32 of a batched observation."""
         return torch.from_numpy(self.obs_encoder(obs))
 
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -159,6 +162,9 @@ class MLPPolicy(nn.Module):
     def log_prob(
         self, inputs: torch.Tensor, masks: torch.Tensor, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probs ``(n,)`` (summed over the relevant action components, with gradient) and
+        entropies ``(n,)`` of ``actions (n, n_comp)`` given ``inputs (n, input_dim)`` and
+        ``masks (n, sum(nvec))``."""
         comps = _masked_log_softmax(self.logits(inputs), masks, self.nvec)
         rel = self._relevance(actions)
         logp = torch.zeros(len(inputs), dtype=inputs.dtype, device=inputs.device)
@@ -168,6 +174,58 @@ class MLPPolicy(nn.Module):
             p = lp.exp()
             ent = ent - rel[:, c] * (p * lp).sum(1)
         return logp, ent
+
+    def export_records(self, handles: np.ndarray) -> dict[str, np.ndarray]:
+        """An MLP recomputes everything from the recorded observations: no records of its own."""
+        return {}
+
+    def pack(self, traj) -> TokenBatch:
+        """Pad a role's ``Trajectories`` into ``(num_rows, seq_len, ...)`` tensors: ``inputs``
+        (the encoded observations, all steps encoded in one call), ``masks`` (int8 action
+        masks) and ``actions``; one token per env step."""
+        mask_dim, n_comp = int(self.nvec.sum()), len(self.nvec)
+        need = [*self.obs_encoder.keys, "action_mask"]
+        missing = [k for k in need if k not in traj.obs]
+        if missing:
+            raise ValueError(
+                f"role {traj.role!r}: the records lack observation field(s) {missing}; "
+                f"this policy reads {need}"
+            )
+        got = traj.obs["action_mask"].shape[1:]
+        if got != (mask_dim,) or traj.actions.shape[1:] != (n_comp,):
+            raise ValueError(
+                f"role {traj.role!r}: records with action_mask {got} and actions "
+                f"{traj.actions.shape[1:]} do not match the policy's action space "
+                f"(nvec {self.nvec.tolist()}: mask ({mask_dim},), actions ({n_comp},))"
+            )
+        n = traj.num_rows
+        t_max = max(int(traj.lengths.max()) if n else 1, 1)
+        inputs = torch.zeros((n, t_max, self.input_dim))
+        masks = torch.zeros((n, t_max, mask_dim), dtype=torch.int8)
+        actions = torch.zeros((n, t_max, n_comp), dtype=torch.int64)
+        logp = torch.zeros((n, t_max))
+        valid = torch.zeros((n, t_max))
+        if n:
+            row, pos = traj.step_rows()
+            inputs[row, pos] = self.encode(traj.obs)
+            masks[row, pos] = torch.from_numpy(traj.obs["action_mask"].astype(np.int8))
+            actions[row, pos] = torch.from_numpy(traj.actions)
+            logp[row, pos] = torch.from_numpy(traj.logp).float()
+            valid[row, pos] = 1.0
+        return TokenBatch(logp, valid, {"inputs": inputs, "masks": masks, "actions": actions})
+
+    def token_logprobs(self, batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-step log-probs and entropies ``(num_rows, seq_len)``; padding steps are scored
+        with an all-ones mask (finite values, masked out by the loss)."""
+        n, t = batch.logp_old.shape
+        masks = batch.data["masks"]
+        masks = torch.where(batch.mask[..., None] > 0, masks, torch.ones_like(masks))
+        logp, ent = self.log_prob(
+            batch.data["inputs"].reshape(n * t, -1),
+            masks.reshape(n * t, -1),
+            batch.data["actions"].reshape(n * t, -1),
+        )
+        return logp.reshape(n, t), ent.reshape(n, t)
 
     def _relevance(self, actions: torch.Tensor) -> torch.Tensor:
         if self.relevance is None:

@@ -56,9 +56,6 @@ __all__ = [
     "sub_group_ids",
 ]
 
-ADV_SCALES = ("group", "batch", "none")
-SUB_GROUPINGS = ("per_query", "per_invocation", "queue_window")
-
 
 @dataclass(frozen=True)
 class GroupStats:
@@ -90,6 +87,30 @@ class GroupAdvantages:
 
     advantages: torch.Tensor
     stats: GroupStats
+
+
+def _scale_group(r, keep, dense, std, ddof, eps):
+    """Each group's own std (the paper)."""
+    return (std + eps)[dense]
+
+
+def _scale_batch(r, keep, dense, std, ddof, eps):
+    """One std over all kept rows of the batch (the role's rows)."""
+    kept = r if keep is None else r[keep > 0]
+    m = kept.numel()
+    bstd = torch.sqrt(((kept - kept.mean()) ** 2).sum() / (m - ddof)) if m - ddof > 0 else 0.0
+    return torch.as_tensor(bstd, dtype=r.dtype, device=r.device) + eps
+
+
+def _scale_none(r, keep, dense, std, ddof, eps):
+    """Mean only (Dr. GRPO)."""
+    return torch.ones((), dtype=r.dtype, device=r.device)
+
+
+ADV_SCALE_FNS = {"group": _scale_group, "batch": _scale_batch, "none": _scale_none}
+"""advantage scale registry: ``name -> fn(rewards, keep, dense group ids, per-group std, ddof,
+eps) -> denominator`` (per row or a scalar)."""
+ADV_SCALES = tuple(ADV_SCALE_FNS)
 
 
 def _dense_ids(gid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, int]:
@@ -177,15 +198,7 @@ def group_advantages(
     std = torch.where(dof > 0, torch.sqrt(ss / dof.clamp(min=1)), torch.zeros_like(ss))
     zero = (std <= std_floor) | (count <= 1)
 
-    if scale == "group":
-        denom = (std + eps)[dense]
-    elif scale == "batch":
-        kept = r if keep is None else r[keep > 0]
-        m = kept.numel()
-        bstd = torch.sqrt(((kept - kept.mean()) ** 2).sum() / (m - ddof)) if m - ddof > 0 else 0.0
-        denom = torch.as_tensor(bstd, dtype=r.dtype, device=r.device) + eps
-    else:
-        denom = torch.ones((), dtype=r.dtype, device=r.device)
+    denom = ADV_SCALE_FNS[scale](r, keep, dense, std, ddof, eps)
     skip = zero[dense] if keep is None else zero[dense] | (keep == 0)
     adv = torch.where(skip, torch.zeros_like(r), dev / denom)
 
@@ -318,7 +331,7 @@ def sub_group_ids(
             ``queue_window``.
         window: window length (K) for ``queue_window``.
     """
-    check_choice("sub grouping", grouping, SUB_GROUPINGS)
+    check_choice("sub grouping", grouping, SUB_GROUP_ID_FNS)
     q = as_index_tensor("query_ids", query_ids)
     n = q.numel()
     if role_ids is None:
@@ -328,16 +341,27 @@ def sub_group_ids(
         check_same_length(query_ids=q, role_ids=role)
     n_roles = int(role.max()) + 1 if n else 1
 
-    if grouping == "per_query":
-        return q * n_roles + role
-    if grouping == "per_invocation":
-        if invocation is None:
-            raise ValueError("grouping 'per_invocation' needs invocation (call index per row)")
-        inv = as_index_tensor("invocation", invocation, device=q.device)
-        check_same_length(query_ids=q, invocation=inv)
-        n_inv = int(inv.max()) + 1 if n else 1
-        return (q * n_inv + inv) * n_roles + role
-    # queue_window
+    return SUB_GROUP_ID_FNS[grouping](q, role, n_roles, invocation, arrival, window)
+
+
+def _ids_per_query(q, role, n_roles, invocation, arrival, window):
+    """Rows of a query pooled (pass the aligned rows)."""
+    return q * n_roles + role
+
+
+def _ids_per_invocation(q, role, n_roles, invocation, arrival, window):
+    """The i-th call of each of the K rollouts of a query (unaligned rows, as in DSPy)."""
+    if invocation is None:
+        raise ValueError("grouping 'per_invocation' needs invocation (call index per row)")
+    inv = as_index_tensor("invocation", invocation, device=q.device)
+    check_same_length(query_ids=q, invocation=inv)
+    n_inv = int(inv.max()) + 1 if q.numel() else 1
+    return (q * n_inv + inv) * n_roles + role
+
+
+def _ids_queue_window(q, role, n_roles, invocation, arrival, window):
+    """Consecutive windows of ``window`` rows in arrival order (the released code)."""
+    n = q.numel()
     if window is None or isinstance(window, bool) or int(window) < 1:
         raise ValueError(f"grouping 'queue_window' needs window >= 1 (K), got {window!r}")
     if arrival is None:
@@ -354,3 +378,13 @@ def sub_group_ids(
     out = torch.empty(n, dtype=torch.int64, device=q.device)
     out[order] = (pos // int(window)) * n_roles + role_sorted
     return out
+
+
+SUB_GROUP_ID_FNS = {
+    "per_query": _ids_per_query,
+    "per_invocation": _ids_per_invocation,
+    "queue_window": _ids_queue_window,
+}
+"""sub-agent grouping registry: ``name -> fn(query ids, role ids, n_roles, invocation, arrival,
+window) -> group ids (num_rows,)``."""
+SUB_GROUPINGS = tuple(SUB_GROUP_ID_FNS)

@@ -38,9 +38,7 @@ import torch
 from sim._checks import as_index_tensor, check_choice
 from sim._kernels import MODE_CODES, align_kernel, count_kernel, plan_kernel
 
-__all__ = ["ALIGN_MODES", "Alignment", "align", "target_from_counts"]
-
-ALIGN_MODES = ("duplicate_drop", "balanced", "mask", "none")
+__all__ = ["ALIGN_FILLS", "ALIGN_MODES", "Alignment", "align", "target_from_counts"]
 
 
 @dataclass(frozen=True)
@@ -127,6 +125,35 @@ def _check_int(name: str, value: Any, low: int) -> int:
     return int(value)
 
 
+def _fill_duplicate_drop(dd, slot, is_orig, u):
+    """Copies drawn uniformly with replacement from the rollout's own rows."""
+    return (u * dd) >> 32, None
+
+
+def _fill_balanced(dd, slot, is_orig, u):
+    """Copies spread as evenly as possible (a random permutation of the rows, cycled)."""
+    keys = torch.where(is_orig, u, torch.full_like(u, 2**32))
+    perm = torch.sort(keys, dim=1, stable=True).indices
+    return torch.gather(perm, 1, torch.remainder(slot - dd, dd)), None
+
+
+def _fill_mask(dd, slot, is_orig, u):
+    """Pad rows cycling over the rollout's rows, with weight 0."""
+    return torch.remainder(slot - dd, dd), is_orig.to(torch.float32).reshape(-1)
+
+
+ALIGN_FILLS = {
+    "duplicate_drop": _fill_duplicate_drop,
+    "balanced": _fill_balanced,
+    "mask": _fill_mask,
+}
+"""Alignment modes that fill rollouts with d_k < D (registry of the vectorized torch path):
+``name -> fn(d (num_blocks, 1), slot (1, D), is_orig (num_blocks, D), u (num_blocks, D) uint32
+keys) -> (positions of the added rows (num_blocks, D), row weights or None)``. Each has a twin in
+the compiled kernel (``sim._kernels.MODE_CODES``); ``none`` (ragged, identity) needs neither."""
+ALIGN_MODES = (*ALIGN_FILLS, "none")
+
+
 def _positions_torch(
     dd: torch.Tensor, target: int, mode: str, u: torch.Tensor, over_keys: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -135,16 +162,7 @@ def _positions_torch(
     dd = dd[:, None]
     slot = torch.arange(target, device=device)[None, :]
     is_orig = slot < dd
-    weight = None
-    if mode == "duplicate_drop":
-        extra = (u * dd) >> 32
-    elif mode == "balanced":
-        keys = torch.where(is_orig, u, torch.full_like(u, 2**32))
-        perm = torch.sort(keys, dim=1, stable=True).indices
-        extra = torch.gather(perm, 1, torch.remainder(slot - dd, dd))
-    else:  # mask
-        extra = torch.remainder(slot - dd, dd)
-        weight = is_orig.to(torch.float32).reshape(-1)
+    extra, weight = ALIGN_FILLS[mode](dd, slot, is_orig, u)
     pos = torch.where(is_orig, slot.expand_as(extra), extra)
     over = torch.nonzero(dd[:, 0] > target).flatten()
     if len(over):

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from policies.registry import policy_kinds
 from sim.advantages import ADV_SCALES, SUB_GROUPINGS
 from sim.alignment import ALIGN_MODES
 from sim.loss import LOSS_AGG_MODES, RATIO_LEVELS
@@ -208,14 +209,14 @@ class EvalConfig:
 @dataclass
 class PolicyConfig:
     kind: str = "mlp"
-    """policy kind: ``mlp`` (small torch policies)"""
+    """policy kind, from the registry ``policies.registry`` (``mlp``: small torch policies)"""
     hidden: int = 64
     """hidden width of the MLP policies"""
     shared: bool = False
     """one module for all roles (per-role encoders and heads around a shared trunk)"""
 
     def __post_init__(self) -> None:
-        _choice("policy.kind", self.kind, ("mlp",))
+        _choice("policy.kind", self.kind, policy_kinds())
         _int("policy.hidden", self.hidden, 1)
         _choice("policy.shared", self.shared, (True, False))
 

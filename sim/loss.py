@@ -29,21 +29,101 @@ Aggregation (``agg``, verl's ``loss_agg_mode`` names), with m the token mask and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from sim._checks import check_choice
 
-__all__ = ["LOSS_AGG_MODES", "RATIO_LEVELS", "aggregate", "policy_loss"]
+__all__ = [
+    "AGGREGATIONS",
+    "LOSS_AGG_MODES",
+    "RATIO_LEVELS",
+    "RATIO_LEVEL_FNS",
+    "aggregate",
+    "policy_loss",
+    "register_aggregation",
+    "register_ratio_level",
+]
 
-RATIO_LEVELS = ("token", "sequence", "sequence_mean")
-LOSS_AGG_MODES = (
-    "seq-mean-token-mean",
-    "token-mean",
-    "seq-mean-token-sum",
-    "seq-mean-token-sum-norm",
-)
+AggFn = Callable[..., torch.Tensor]
+AGGREGATIONS: dict[str, AggFn] = {}
+"""loss aggregation registry (verl's ``loss_agg_mode`` names): ``name -> fn(masked, mask,
+row_weight, tokens_per_row, counted, n_rows) -> scalar``, where ``masked`` is the per-token loss
+times the mask, ``counted`` the rows that count (weight > 0 and at least one token) and
+``n_rows`` their number (at least 1)."""
+RATIO_LEVEL_FNS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {}
+"""ratio-level registry: ``name -> fn(masked log-ratio (num_rows, seq_len), mask) -> log rho``
+(``(num_rows, seq_len)`` or ``(num_rows, 1)``, broadcast over the row)."""
+
+
+def register_aggregation(name: str) -> Callable[[AggFn], AggFn]:
+    """Decorator adding a loss aggregation mode (``loss.agg``)."""
+
+    def deco(fn: AggFn) -> AggFn:
+        AGGREGATIONS[name] = fn
+        return fn
+
+    return deco
+
+
+def register_ratio_level(name: str):
+    """Decorator adding an importance-ratio level (``loss.ratio_level``)."""
+
+    def deco(fn):
+        RATIO_LEVEL_FNS[name] = fn
+        return fn
+
+    return deco
+
+
+@register_aggregation("seq-mean-token-mean")
+def _seq_mean_token_mean(masked, mask, row_weight, tokens_per_row, counted, n_rows):
+    """Mean over rows of each row's token mean (the default)."""
+    row = masked.sum(dim=1) / tokens_per_row.clamp(min=1)
+    return (row_weight * row).sum() / n_rows
+
+
+@register_aggregation("token-mean")
+def _token_mean(masked, mask, row_weight, tokens_per_row, counted, n_rows):
+    """Sum over all counted tokens / their number."""
+    n_tok = (mask * counted[:, None]).sum().clamp(min=1)
+    return (row_weight[:, None] * masked).sum() / n_tok
+
+
+@register_aggregation("seq-mean-token-sum")
+def _seq_mean_token_sum(masked, mask, row_weight, tokens_per_row, counted, n_rows):
+    """Mean over rows of each row's token sum."""
+    return (row_weight * masked.sum(dim=1)).sum() / n_rows
+
+
+@register_aggregation("seq-mean-token-sum-norm")
+def _seq_mean_token_sum_norm(masked, mask, row_weight, tokens_per_row, counted, n_rows):
+    """Dr. GRPO: total sum / (rows x padded length)."""
+    return (row_weight[:, None] * masked).sum() / (n_rows * masked.shape[1])
+
+
+@register_ratio_level("token")
+def _token_ratio(log_ratio, mask):
+    """Per-token ratio (PPO, GRPO)."""
+    return log_ratio
+
+
+@register_ratio_level("sequence")
+def _sequence_ratio(log_ratio, mask):
+    """The paper: exp of the summed log-ratio of the whole trajectory."""
+    return log_ratio.sum(dim=1, keepdim=True)
+
+
+@register_ratio_level("sequence_mean")
+def _sequence_mean_ratio(log_ratio, mask):
+    """GSPO: the length-averaged log-ratio."""
+    return log_ratio.sum(dim=1, keepdim=True) / mask.sum(dim=1, keepdim=True).clamp(min=1)
+
+
+RATIO_LEVELS = tuple(RATIO_LEVEL_FNS)
+LOSS_AGG_MODES = tuple(AGGREGATIONS)
 
 
 def _check_2d(name: str, t: Any, shape: torch.Size | None) -> torch.Tensor:
@@ -69,20 +149,11 @@ def aggregate(
         row_weight: ``(num_rows,)`` >= 0.
         agg: aggregation mode.
     """
-    check_choice("loss agg", agg, LOSS_AGG_MODES)
+    check_choice("loss agg", agg, AGGREGATIONS)
     tokens_per_row = mask.sum(dim=1)
     counted = (row_weight > 0) & (tokens_per_row > 0)
     n_rows = counted.sum().clamp(min=1)
-    masked = per_token * mask
-    if agg == "seq-mean-token-mean":
-        row = masked.sum(dim=1) / tokens_per_row.clamp(min=1)
-        return (row_weight * row).sum() / n_rows
-    if agg == "token-mean":
-        n_tok = (mask * counted[:, None]).sum().clamp(min=1)
-        return (row_weight[:, None] * masked).sum() / n_tok
-    if agg == "seq-mean-token-sum":
-        return (row_weight * masked.sum(dim=1)).sum() / n_rows
-    return (row_weight[:, None] * masked).sum() / (n_rows * per_token.shape[1])
+    return AGGREGATIONS[agg](per_token * mask, mask, row_weight, tokens_per_row, counted, n_rows)
 
 
 def policy_loss(
@@ -126,8 +197,8 @@ def policy_loss(
     logp = _check_2d("logp", logp, None)
     logp_old = _check_2d("logp_old", logp_old, logp.shape)
     mask = _check_2d("mask", mask, logp.shape).to(logp.dtype)
-    check_choice("ratio_level", ratio_level, RATIO_LEVELS)
-    check_choice("loss agg", agg, LOSS_AGG_MODES)
+    check_choice("ratio_level", ratio_level, RATIO_LEVEL_FNS)
+    check_choice("loss agg", agg, AGGREGATIONS)
     if not 0.0 <= eps_low < 1.0:
         raise ValueError(f"eps_low must lie in [0, 1), got {eps_low}")
     if not eps_high >= 0.0:
@@ -155,13 +226,7 @@ def policy_loss(
             raise ValueError(f"{name} has NaN/inf at valid tokens")
 
     log_ratio = (logp - logp_old.detach()) * mask
-    if ratio_level == "token":
-        log_rho = log_ratio
-    else:
-        total = log_ratio.sum(dim=1, keepdim=True)
-        if ratio_level == "sequence_mean":
-            total = total / mask.sum(dim=1, keepdim=True).clamp(min=1)
-        log_rho = total.expand_as(logp)
+    log_rho = RATIO_LEVEL_FNS[ratio_level](log_ratio, mask).expand_as(logp)
     rho = torch.exp(log_rho)
     clipped = torch.clamp(rho, 1.0 - eps_low, 1.0 + eps_high)
     pg = torch.maximum(-rho * adv, -clipped * adv)

@@ -1,8 +1,8 @@
 """Collect K rollouts for each of B queries through a batched hierarchical env (DESIGN §3.5, 1).
 
-The result is a :class:`RolloutBatch`, a struct of arrays: one main row per rollout and, per
-specialist role, one sub row per delegation, each with its padded per-step inputs, action masks,
-actions and behaviour log-probs (what the update needs), plus the reward components.
+The result is a :class:`RolloutBatch`: per role (``main`` and every specialist) the step's
+:class:`sim.records.Trajectories` (what any policy kind needs to recompute its log-probs), plus
+the episode outcomes the rewards need. Nothing here depends on the policy kind.
 """
 
 from __future__ import annotations
@@ -11,65 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
-from policies.base import Policy
+from sim.records import Trajectories
 
-__all__ = ["RoleRows", "RolloutBatch", "collect_rollouts", "rows_from_records"]
-
-
-@dataclass
-class RoleRows:
-    """Trajectories of one role, padded to ``seq_len`` steps (``num_rows`` rows).
-
-    Attributes:
-        inputs: ``(num_rows, seq_len, input_dim)`` float32 encoded observations.
-        masks: ``(num_rows, seq_len, sum(nvec))`` int8 action masks.
-        actions: ``(num_rows, seq_len, n_comp)`` int64.
-        logp_old: ``(num_rows, seq_len)`` float32 behaviour log-probs.
-        valid: ``(num_rows, seq_len)`` float32, 1 for real steps (the token mask).
-        rollout: ``(num_rows,)`` int64 rollout id in ``[0, B*K)`` (query ``rollout // K``).
-        invocation: ``(num_rows,)`` int64 call index within its rollout (main rows: 0).
-        finish_order: ``(num_rows,)`` int64 order of finishing within its rollout.
-        format_ok: ``(num_rows,)`` float32 f (f_M or f_S).
-        expert: ``(num_rows,)`` float32 e_S (main rows: 0).
-        version: ``(num_rows,)`` int64 training step whose policy produced the row.
-    """
-
-    inputs: torch.Tensor
-    masks: torch.Tensor
-    actions: torch.Tensor
-    logp_old: torch.Tensor
-    valid: torch.Tensor
-    rollout: torch.Tensor
-    invocation: torch.Tensor
-    finish_order: torch.Tensor
-    format_ok: torch.Tensor
-    expert: torch.Tensor
-    version: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.rollout.shape[0])
-
-    def select(self, index: torch.Tensor) -> RoleRows:
-        """Rows ``index`` (any int64 index, repeats allowed)."""
-        return RoleRows(**{k: getattr(self, k)[index] for k in self.__dataclass_fields__})
-
-    @staticmethod
-    def concat(parts: list[RoleRows]) -> RoleRows:
-        """Concatenate rows (padding steps to the longest)."""
-        t = max(p.valid.shape[1] for p in parts)
-        out = {}
-        for k in RoleRows.__dataclass_fields__:
-            vals = []
-            for p in parts:
-                v = getattr(p, k)
-                if v.dim() >= 2 and v.shape[1] < t:
-                    pad = torch.zeros((v.shape[0], t - v.shape[1], *v.shape[2:]), dtype=v.dtype)
-                    v = torch.cat([v, pad], 1)
-                vals.append(v)
-            out[k] = torch.cat(vals, 0)
-        return RoleRows(**out)
+__all__ = ["RolloutBatch", "collect_rollouts", "split_action"]
 
 
 @dataclass
@@ -80,10 +25,9 @@ class RolloutBatch:
     """``(B,)`` int64 query ids"""
     group_size: int
     """K"""
-    main: RoleRows
-    """one row per rollout, ``num_rows = N``"""
-    subs: dict[str, RoleRows]
-    """role -> sub rows (one per delegation), rows sorted by rollout"""
+    trajectories: dict[str, Trajectories]
+    """role -> trajectories: ``main`` has one row per rollout (row i = rollout i); a specialist
+    one row per delegation, sorted by (rollout, invocation). Only with ``record_subs``."""
     correct: np.ndarray
     """``(N,)`` c_M"""
     format_ok: np.ndarray
@@ -99,80 +43,62 @@ class RolloutBatch:
     env_steps: int = 0
     """main + sub-agent steps taken"""
 
+    @property
+    def main(self) -> Trajectories:
+        return self.trajectories["main"]
 
-def _empty_rows(input_dim: int, mask_dim: int, n_comp: int) -> RoleRows:
-    z = torch.zeros
-    return RoleRows(
-        inputs=z((0, 1, input_dim)),
-        masks=z((0, 1, mask_dim), dtype=torch.int8),
-        actions=z((0, 1, n_comp), dtype=torch.int64),
-        logp_old=z((0, 1)),
-        valid=z((0, 1)),
-        rollout=z(0, dtype=torch.int64),
-        invocation=z(0, dtype=torch.int64),
-        finish_order=z(0, dtype=torch.int64),
-        format_ok=z(0),
-        expert=z(0),
-        version=z(0, dtype=torch.int64),
+
+def split_action(out: Any, n: int, who: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A policy's ``(actions, logp)`` or ``(actions, logp, handles)`` as three arrays."""
+    if not isinstance(out, tuple) or len(out) not in (2, 3):
+        raise ValueError(f"{who} must return (actions, logp) or (actions, logp, handles)")
+    handles = out[2] if len(out) == 3 else np.full(n, -1, dtype=np.int64)
+    return out[0], np.asarray(out[1], dtype=np.float64), np.asarray(handles, dtype=np.int64)
+
+
+class _Acting:
+    """Sub-agent callable handed to the env: the role's policy, sampled or greedy."""
+
+    def __init__(self, policy: Any, greedy: bool) -> None:
+        self.policy, self.greedy = policy, greedy
+
+    def __call__(self, obs: dict[str, np.ndarray]) -> Any:
+        return self.policy.act(obs, greedy=self.greedy)
+
+
+def _sub_trajectories(
+    infos: list[dict], role: str, policy: Any, version: int, obs_space: Any, n_comp: int
+) -> Trajectories:
+    recs = [(i, r) for i, info in enumerate(infos) for r in info["sub_trajectories"]]
+    recs = [(i, r) for i, r in recs if r.role == role]
+    if not recs:
+        fields = {k: (sp.shape, sp.dtype) for k, sp in obs_space.spaces.items()}
+        return Trajectories.empty(role, fields, n_comp)
+    keys = recs[0][1].observations.keys()
+    handles = np.concatenate([r.handle for _, r in recs])
+    return Trajectories.from_steps(
+        role,
+        {
+            "rollout": [o for o, _ in recs],
+            "invocation": [r.invocation for _, r in recs],
+            "finish_order": [r.finish_order for _, r in recs],
+            "format_ok": [r.format_ok for _, r in recs],
+            "expert": [r.expert for _, r in recs],
+            "version": np.full(len(recs), version),
+        },
+        np.array([len(r.actions) for _, r in recs]),
+        {k: np.concatenate([r.observations[k] for _, r in recs]) for k in keys},
+        np.concatenate([r.actions for _, r in recs]),
+        np.concatenate([r.logp for _, r in recs]),
+        handles,
+        policy.export_records(handles),
     )
-
-
-def rows_from_records(
-    records: list[tuple[int, Any]], policy: Policy, mask_dim: int, version: int
-) -> RoleRows:
-    """Pad sub-trajectory records ``[(rollout, SubTrajectory), ...]`` into :class:`RoleRows`.
-
-    Observations of all steps of all records are encoded in one call to ``policy.encode``.
-    """
-    n_comp = len(policy.nvec)
-    if not records:  # no delegation in the whole batch
-        return _empty_rows(int(policy.input_dim), mask_dim, n_comp)
-    lengths = np.array([len(r.actions) for _, r in records])
-    n, t_max = len(records), int(lengths.max())
-    keys = records[0][1].observations.keys()
-    flat_obs = {k: np.concatenate([r.observations[k] for _, r in records]) for k in keys}
-    enc = policy.encode(flat_obs)  # (total_steps, input_dim)
-    row = np.repeat(np.arange(n), lengths)
-    step = np.arange(len(row)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    inputs = torch.zeros((n, t_max, enc.shape[1]))
-    inputs[row, step] = enc
-    masks = torch.zeros((n, t_max, mask_dim), dtype=torch.int8)
-    masks[row, step] = torch.from_numpy(flat_obs["action_mask"].astype(np.int8))
-    actions = torch.zeros((n, t_max, n_comp), dtype=torch.int64)
-    actions[row, step] = torch.from_numpy(np.concatenate([r.actions for _, r in records]))
-    logp = torch.zeros((n, t_max))
-    logp[row, step] = torch.from_numpy(np.concatenate([r.logp for _, r in records])).float()
-    valid = torch.zeros((n, t_max))
-    valid[row, step] = 1.0
-    return RoleRows(
-        inputs=inputs,
-        masks=masks,
-        actions=actions,
-        logp_old=logp,
-        valid=valid,
-        rollout=torch.tensor([o for o, _ in records], dtype=torch.int64),
-        invocation=torch.tensor([r.invocation for _, r in records], dtype=torch.int64),
-        finish_order=torch.tensor([r.finish_order for _, r in records], dtype=torch.int64),
-        format_ok=torch.tensor([r.format_ok for _, r in records], dtype=torch.float32),
-        expert=torch.tensor([r.expert for _, r in records], dtype=torch.float32),
-        version=torch.full((n,), version, dtype=torch.int64),
-    )
-
-
-class _Greedy:
-    """Sub-agent callable that takes each role policy's most likely allowed action."""
-
-    def __init__(self, policy: Policy) -> None:
-        self.policy = policy
-
-    def __call__(self, obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        return self.policy.act(obs, greedy=True)
 
 
 def collect_rollouts(
     env: Any,
-    main_policy: Policy,
-    sub_policies: dict[str, Policy],
+    main_policy: Any,
+    sub_policies: dict[str, Any],
     queries: np.ndarray,
     group_size: int,
     seeds: list[int],
@@ -185,62 +111,69 @@ def collect_rollouts(
 
     Args:
         env: the unwrapped hierarchical vector env with ``num_envs == len(queries) * group_size``.
-        main_policy: the main agent's policy.
+        main_policy: the main agent's policy (any kind; see :class:`policies.Policy`).
         sub_policies: role -> policy for every specialist role the env declares.
         queries: ``(B,)`` int64 query ids; rollout ``k`` of query ``b`` is episode ``b*K + k``.
         group_size: K.
         seeds: ``B*K`` episode seeds.
         version: the training step (recorded on every row, for lagged/off-policy data).
         greedy: take the most likely actions (evaluation) instead of sampling.
-        record_subs: build the sub rows (training) or skip them (evaluation).
+        record_subs: build the trajectories (training) or skip them (evaluation).
     """
     n = len(queries) * group_size
     if env.num_envs != n:
         raise ValueError(f"env has {env.num_envs} episodes but B*K = {n}")
     for role in env.subagent_roles:
-        pol = sub_policies[role]
-        env.set_subagent(role, _Greedy(pol) if greedy else pol)
+        env.set_subagent(role, _Acting(sub_policies[role], greedy))
     obs, _ = env.reset(seed=list(seeds), options={"query": np.repeat(queries, group_size)})
-    enc, masks, acts, logps, valid = [], [], [], [], []
+    # per main turn: the active rows and what they saw and did (ragged, turn-major)
+    step_obs: dict[str, list[np.ndarray]] = {k: [] for k in obs}
+    rows, acts, logps, handles = [], [], [], []
     env_steps = 0
     for _ in range(env.max_turns + 1):
-        active = ~env.done
-        if not active.any():
+        active = np.flatnonzero(~env.done)
+        if len(active) == 0:
             break
-        a, lp = main_policy.act(obs, greedy=greedy)
-        enc.append(main_policy.encode(obs))
-        masks.append(torch.from_numpy(obs["action_mask"].astype(np.int8)))
-        acts.append(torch.from_numpy(a))
-        logps.append(torch.from_numpy(lp).float())
-        valid.append(torch.from_numpy(active.astype(np.float32)))
-        env_steps += int(active.sum())
+        a, lp, h = split_action(main_policy.act(obs, greedy=greedy), n, "the main policy")
+        if record_subs:
+            for k, v in obs.items():
+                step_obs[k].append(v[active])
+            rows.append(active)
+            acts.append(a[active])
+            logps.append(lp[active])
+            handles.append(h[active])
+        env_steps += len(active)
         obs, *_ = env.step(a)
     infos = env.final_infos
-    main = RoleRows(
-        inputs=torch.stack(enc, 1),
-        masks=torch.stack(masks, 1),
-        actions=torch.stack(acts, 1),
-        logp_old=torch.stack(logps, 1),
-        valid=torch.stack(valid, 1),
-        rollout=torch.arange(n),
-        invocation=torch.zeros(n, dtype=torch.int64),
-        finish_order=torch.zeros(n, dtype=torch.int64),
-        format_ok=torch.tensor([i["format_ok"] for i in infos], dtype=torch.float32),
-        expert=torch.zeros(n),
-        version=torch.full((n,), version, dtype=torch.int64),
-    )
-    subs = {}
+    trajectories: dict[str, Trajectories] = {}
+    if record_subs:
+        row = np.concatenate(rows)
+        order = np.argsort(row, kind="stable")  # turn-major -> row-major
+        h = np.concatenate(handles)[order]
+        trajectories["main"] = Trajectories.from_steps(
+            "main",
+            {
+                "rollout": np.arange(n),
+                "format_ok": [i["format_ok"] for i in infos],
+                "version": np.full(n, version),
+            },
+            np.bincount(row, minlength=n),
+            {k: np.concatenate(v)[order] for k, v in step_obs.items()},
+            np.concatenate(acts)[order],
+            np.concatenate(logps)[order],
+            h,
+            main_policy.export_records(h),
+        )
     for role in env.subagent_roles:
-        recs = [
-            (i, r)
-            for i, info in enumerate(infos)
-            for r in info["sub_trajectories"]
-            if r.role == role
-        ]
-        env_steps += sum(len(r.actions) for _, r in recs)
+        env_steps += sum(
+            len(r.actions) for i in infos for r in i["sub_trajectories"] if r.role == role
+        )
         if record_subs:
-            mask_dim = int(np.sum(sub_policies[role].nvec))
-            subs[role] = rows_from_records(recs, sub_policies[role], mask_dim, version)
+            pol = sub_policies[role]
+            obs_space, act_space = env.subagent_spaces[role]
+            trajectories[role] = _sub_trajectories(
+                infos, role, pol, version, obs_space, len(act_space.nvec)
+            )
     extra = {}
     for key in ("constraints_kept", "distractor_hit"):
         if infos and key in infos[0]:
@@ -248,8 +181,7 @@ def collect_rollouts(
     return RolloutBatch(
         queries=np.asarray(queries, dtype=np.int64),
         group_size=group_size,
-        main=main,
-        subs=subs,
+        trajectories=trajectories,
         correct=np.array([i["correct"] for i in infos], dtype=np.float64),
         format_ok=np.array([i["format_ok"] for i in infos], dtype=np.float64),
         calls={r: np.array([i["calls"][r] for i in infos]) for r in env.subagent_roles},

@@ -36,3 +36,5 @@ class SubTrajectory:
     """simulated seconds the sub-episode took"""
     turn: int = 0
     """main-agent turn (0-based) that issued it"""
+    handle: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """``(T,)`` int64 the policy's own record id per step, when it returned one (else -1)"""

@@ -40,8 +40,8 @@ from envs.core.spaces import (
 from envs.core.subagent import SubAgentEnv, SubAgentTask, SubState
 from envs.core.text import TextFace
 
-SubPolicy = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]
-"""``policy(obs_batch) -> (actions (n, n_comp) int64, logp (n,) float)``"""
+SubPolicy = Callable[[dict[str, np.ndarray]], tuple]
+"""``policy(obs_batch) -> (actions (n, n_comp) int64, logp (n,) float[, handles (n,) int64])``"""
 
 
 @dataclass
@@ -384,6 +384,7 @@ class HierarchicalVectorEnv(VectorEnv, ABC):
         obs_buf: dict[str, np.ndarray] = {}
         act_buf = np.zeros((n, S, C), dtype=np.int64)
         logp_buf = np.zeros((n, S), dtype=np.float64)
+        handle_buf = np.full((n, S), -1, dtype=np.int64)
         med, sig = self._lat[role]
         policy = self._policies[role]
         for t in range(S):
@@ -400,9 +401,17 @@ class HierarchicalVectorEnv(VectorEnv, ABC):
             if policy is None:
                 acts, lp = sample_masked(mask, task.nvec, u_pol[idx, t])
             else:
-                acts, lp = policy({k: v.copy() for k, v in obs.items()})
+                out = policy({k: v.copy() for k, v in obs.items()})
+                if not isinstance(out, tuple) or len(out) not in (2, 3):
+                    raise ValueError(
+                        f"sub-agent policy of role {role!r} must return (actions, logp) or "
+                        f"(actions, logp, handles), got {type(out).__name__}"
+                    )
+                acts, lp = out[0], out[1]
                 acts = validate_actions(acts, task.nvec, len(idx), who=f"{role!r} policy action")
                 lp = np.asarray(lp, dtype=np.float64).reshape(len(idx))
+                if len(out) == 3:
+                    handle_buf[idx, t] = np.asarray(out[2], dtype=np.int64).reshape(len(idx))
             act_buf[idx, t] = acts
             logp_buf[idx, t] = lp
             ok = actions_allowed(acts, mask, task.offsets)
@@ -437,6 +446,7 @@ class HierarchicalVectorEnv(VectorEnv, ABC):
                     observations={key: b[j, :T] for key, b in zip(keys, bufs, strict=True)},
                     actions=act_buf[j, :T],
                     logp=logp_buf[j, :T],
+                    handle=handle_buf[j, :T],
                     format_ok=f,
                     expert=e,
                     instruction=instr_rows[j],

@@ -72,8 +72,8 @@ class Objective:
         import numpy as np
         import optuna
 
+        from experiments.checkpoint import append_metrics
         from experiments.run import Trainer, TrainingError
-        from sim.checkpoint import append_metrics
 
         if self.on_start is not None:
             self.on_start()

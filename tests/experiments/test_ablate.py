@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from experiments.ablate import AblationRun, _train_one, plan
+from experiments.checkpoint import read_metrics
 from experiments.config import ConfigError, resolve
 from experiments.run import Trainer
-from sim.checkpoint import read_metrics
 from tests.experiments.conftest import mgrpo, set_args
 
 TINY = [

@@ -1,0 +1,88 @@
+"""Policy kinds by name (``policy.kind``): a registry of builders, as verl registers its
+advantage estimators.
+
+A builder takes the roles' specs and the ``[policy]`` config section and returns the policies
+of every role plus, for ``policy.shared``, the one module that holds all their parameters::
+
+    @register_policy_kind("mlp")
+    def build_mlp(specs: dict[str, RoleSpec], config, seed: int) -> Built: ...
+
+``config`` is read by attribute (``hidden``, ``shared``, and whatever the kind documents).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+from torch import nn
+
+from policies.mlp import MLPPolicy, shared_policies
+from policies.relevance import relevance_from_text
+
+__all__ = ["Built", "RoleSpec", "build_policies", "policy_kinds", "register_policy_kind"]
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    """What a role's policy acts on: its spaces and its env text face (``None`` if it has none)."""
+
+    observation_space: gym.spaces.Dict
+    action_space: gym.spaces.MultiDiscrete
+    text: Any = None
+
+
+@dataclass
+class Built:
+    """The policies of every role (``main`` first) and, when one module holds all of them
+    (``policy.shared``), that module (else ``None``)."""
+
+    policies: dict[str, Any]
+    shared_module: nn.Module | None = None
+
+
+Builder = Callable[[dict[str, RoleSpec], Any, int], Built]
+_KINDS: dict[str, Builder] = {}
+
+
+def register_policy_kind(name: str) -> Callable[[Builder], Builder]:
+    """Decorator registering ``fn(specs, config, seed) -> Built`` as policy kind ``name``."""
+
+    def deco(fn: Builder) -> Builder:
+        if name in _KINDS:
+            raise ValueError(f"policy kind {name!r} is already registered")
+        _KINDS[name] = fn
+        return fn
+
+    return deco
+
+
+def policy_kinds() -> tuple[str, ...]:
+    """Names of the registered policy kinds."""
+    return tuple(_KINDS)
+
+
+def build_policies(kind: str, specs: dict[str, RoleSpec], config: Any, seed: int) -> Built:
+    """Build the policies of ``specs`` (role -> spec, ``main`` first) with kind ``kind``."""
+    if kind not in _KINDS:
+        raise ValueError(f"policy.kind = {kind!r} is not a policy kind; allowed: {policy_kinds()}")
+    return _KINDS[kind](specs, config, seed)
+
+
+@register_policy_kind("mlp")
+def _build_mlp(specs: dict[str, RoleSpec], config: Any, seed: int) -> Built:
+    """Small torch MLPs (:class:`policies.mlp.MLPPolicy`); ``config.shared`` puts every role
+    around one shared trunk. Roles with a text face count only the action components their
+    chosen tool uses (:func:`policies.relevance.relevance_from_text`)."""
+    rel = {r: relevance_from_text(s.text) for r, s in specs.items() if s.text is not None}
+    spaces = {r: (s.observation_space, s.action_space) for r, s in specs.items()}
+    if config.shared:
+        module, pols = shared_policies(spaces, config.hidden, seed, rel)
+        return Built(pols, module)
+    pols = {
+        r: MLPPolicy(o, a, hidden=config.hidden, seed=seed * 1000 + 17 * i, relevance=rel.get(r))
+        for i, (r, (o, a)) in enumerate(spaces.items())
+    }
+    return Built(pols)
