@@ -34,10 +34,10 @@ from envs.core.spaces import (
     actions_allowed,
     block_offsets,
     query_id_space,
-    sample_masked,
     validate_actions,
 )
 from envs.core.subagent import SubAgentEnv, SubAgentTask, SubState
+from envs.core.subruns import SubEpisodes
 from envs.core.text import TextFace
 
 SubPolicy = Callable[[dict[str, np.ndarray]], tuple]
@@ -65,7 +65,7 @@ def _generator(seed: int | None) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed))))
 
 
-class HierarchicalVectorEnv(VectorEnv, ABC):
+class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
     """Base class of the batched main-agent envs. See ``envs/PROTOCOL.md`` for the hooks.
 
     Args:
@@ -351,145 +351,6 @@ class HierarchicalVectorEnv(VectorEnv, ABC):
         reward = np.where(newly_done, self.format_ok * self.correct, 0.0).astype(np.float64)
         info = self._final_info(np.flatnonzero(newly_done))
         return self._obs(), reward, self.terminated.copy(), self.truncated.copy(), info
-
-    # ------------------------------------------------------------------ sub-agents
-    def _slice_random(self, task: SubAgentTask, st: SubState, rows: np.ndarray, gidx: np.ndarray):
-        owners = st.owner[rows]
-        gidx = np.minimum(gidx, self._max_inv - 1)
-        st.u[rows] = self._u_sub[owners, gidx][:, : task.max_steps, : st.u.shape[2]]
-        st.z[rows] = self._z_sub[owners, gidx][:, : task.max_steps]
-        return self._u_pol[owners, gidx][:, : task.max_steps, : len(task.nvec)]
-
-    def _run_subepisodes(
-        self, role: str, owners: np.ndarray, instr: np.ndarray, sub_time: np.ndarray
-    ) -> None:
-        """Run one whole sub-episode per (owner, instruction), batched; record and deliver."""
-        task = self.sub_tasks[role]
-        r = self.subagent_roles.index(role)
-        n = len(owners)
-        # rank of each row among its owner's rows this step (owners sorted ascending)
-        first = np.searchsorted(owners, owners, side="left")
-        rank = np.arange(n) - first
-        gidx = self._issued[owners] + rank
-        inv = self.calls[owners, r] + rank
-        np.add.at(self._issued, owners, 1)
-        np.add.at(self.calls[:, r], owners, 1)
-        st = task.new_state(n)
-        st.owner[:] = owners
-        st.instr[:] = np.asarray(instr, dtype=np.int64).reshape(n, -1)
-        all_rows = np.arange(n)
-        u_pol = self._slice_random(task, st, all_rows, gidx)
-        task.begin(st, all_rows, self)
-        S, C = task.max_steps, len(task.nvec)
-        obs_buf: dict[str, np.ndarray] = {}
-        act_buf = np.zeros((n, S, C), dtype=np.int64)
-        logp_buf = np.zeros((n, S), dtype=np.float64)
-        handle_buf = np.full((n, S), -1, dtype=np.int64)
-        med, sig = self._lat[role]
-        policy = self._policies[role]
-        for t in range(S):
-            idx = np.flatnonzero(~st.done)
-            if len(idx) == 0:
-                break
-            obs = task.observe(st, idx)
-            mask = task.mask(st, idx).astype(np.int8)
-            obs["action_mask"] = mask
-            for k, v in obs.items():
-                if k not in obs_buf:
-                    obs_buf[k] = np.zeros((n, S, *v.shape[1:]), dtype=v.dtype)
-                obs_buf[k][idx, t] = v
-            if policy is None:
-                acts, lp = sample_masked(mask, task.nvec, u_pol[idx, t])
-            else:
-                out = policy({k: v.copy() for k, v in obs.items()})
-                if not isinstance(out, tuple) or len(out) not in (2, 3):
-                    raise ValueError(
-                        f"sub-agent policy of role {role!r} must return (actions, logp) or "
-                        f"(actions, logp, handles), got {type(out).__name__}"
-                    )
-                acts, lp = out[0], out[1]
-                acts = validate_actions(acts, task.nvec, len(idx), who=f"{role!r} policy action")
-                lp = np.asarray(lp, dtype=np.float64).reshape(len(idx))
-                if len(out) == 3:
-                    handle_buf[idx, t] = np.asarray(out[2], dtype=np.int64).reshape(len(idx))
-            act_buf[idx, t] = acts
-            logp_buf[idx, t] = lp
-            ok = actions_allowed(acts, mask, task.offsets)
-            st.fmt_ok[idx[~ok]] = 0
-            ends, reported, tool = task.apply(st, idx, acts, ok)
-            st.time[idx] += LatencyModel.sample(tool, st.z[idx, t], med, sig)
-            st.t[idx] += 1
-            st.done[idx[ends]] = True
-            st.reported[idx[ends & reported]] = True
-        st.done[:] = True
-        report, expert = task.result(st, all_rows)
-        np.maximum.at(sub_time, owners, st.time)
-        f_s = (st.fmt_ok * st.reported).tolist()
-        keys, bufs = list(obs_buf), list(obs_buf.values())
-        turns = self.turn[owners].tolist()
-        cols = zip(
-            owners.tolist(),
-            st.t.tolist(),
-            inv.tolist(),
-            f_s,
-            expert.tolist(),
-            st.time.tolist(),
-            turns,
-            strict=True,
-        )
-        instr_rows = st.instr.copy()
-        for j, (o, T, k, f, e, dur, turn) in enumerate(cols):
-            self.records[o].append(
-                SubTrajectory(
-                    role=role,
-                    invocation=k,
-                    observations={key: b[j, :T] for key, b in zip(keys, bufs, strict=True)},
-                    actions=act_buf[j, :T],
-                    logp=logp_buf[j, :T],
-                    handle=handle_buf[j, :T],
-                    format_ok=f,
-                    expert=e,
-                    instruction=instr_rows[j],
-                    duration=dur,
-                    turn=turn,
-                )
-            )
-        self._deliver(role, owners, st.instr, report)
-
-    def _open_sessions(self, idx: np.ndarray) -> None:
-        task, st = self.sub_tasks[self.flat_role], self._session
-        st.owner[idx] = idx
-        st.instr[idx] = self._flat_instruction(idx)
-        st.t[idx] = 0
-        st.done[idx] = False
-        st.reported[idx] = False
-        st.fmt_ok[idx] = 1
-        st.time[idx] = 0.0
-        gidx = self._issued[idx].copy()
-        self._issued[idx] += 1
-        self._slice_random(task, st, idx, gidx)
-        task.begin(st, idx, self)
-
-    def _step_sessions(self, idx: np.ndarray, sub_actions: np.ndarray, step_time: np.ndarray):
-        """Flat mode: apply the tool components of rows ``idx`` to their open tool sessions."""
-        if len(idx) == 0:
-            return
-        task, st = self.sub_tasks[self.flat_role], self._session
-        med, sig = self._lat[self.flat_role]
-        acts = sub_actions[idx]
-        ok = np.ones(len(idx), dtype=bool)  # already checked against the flat mask
-        t = np.minimum(st.t[idx], task.max_steps - 1)
-        ends, reported, tool = task.apply(st, idx, acts, ok)
-        step_time[idx] += LatencyModel.sample(tool, st.z[idx, t], med, sig)
-        st.t[idx] += 1
-        closing = ends | (st.t[idx] >= task.max_steps)
-        st.reported[idx] = ends & reported
-        close = idx[closing]
-        if len(close):
-            st.done[close] = True
-            report, _ = task.result(st, close)
-            self._deliver(self.flat_role, close, st.instr[close], report)
-            self._open_sessions(close)
 
     # ------------------------------------------------------------------ info
     def _final_info(self, idx: np.ndarray) -> dict[str, Any]:
