@@ -91,7 +91,7 @@ class Trainer:
         if resume:
             if (self.run_dir / CHECKPOINT).exists():
                 self.learner.load_state_dict(load_checkpoint(self.run_dir))
-            truncate_metrics(self.run_dir, self.learner.step - 1)  # no checkpoint yet: step 0
+            truncate_metrics(self.run_dir, self.learner.step)  # rows of completed updates
 
     def __getattr__(self, name: str) -> Any:
         if name == "learner":  # not yet built
@@ -116,7 +116,7 @@ class Trainer:
                     "tensorboard output needs the tensorboard package: "
                     "pip install 'mgrpo-sim[tensorboard]'"
                 ) from e
-            writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=lr.step)
+            writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=lr.step + 1)
         try:
             if self.progress:
                 from tqdm import tqdm

@@ -131,7 +131,7 @@ class Run:
         for r in self.rows:
             v = r.get(key)
             if isinstance(v, int | float) and math.isfinite(v):
-                xs.append(int(r.get("step", len(xs))) + 1)
+                xs.append(int(r.get("step", len(xs) + 1)))
                 ys.append(float(v))
         return np.asarray(xs, dtype=int), np.asarray(ys, dtype=float)
 

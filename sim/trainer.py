@@ -121,8 +121,8 @@ class Learner:
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, Any]:
-        """One synchronized M-GRPO step; returns its metrics row (``step`` = the step index
-        before the update, ``samples`` = episodes so far)."""
+        """One synchronized M-GRPO step; returns its metrics row (``step`` = updates done,
+        from 1, ``samples`` = episodes so far)."""
         cfg, step = self.cfg, self.step
         B, K = cfg.algo.queries_per_step, cfg.algo.group_size
         t0 = time.perf_counter()
@@ -138,7 +138,7 @@ class Learner:
         t1 = time.perf_counter()
 
         # rewards, alignment, advantages
-        metrics: dict[str, Any] = {"step": step, "samples": (step + 1) * B * K}
+        metrics: dict[str, Any] = {"step": step + 1, "samples": (step + 1) * B * K}
         prepared = {"main": prepare_main(cfg, batch, self.policies["main"], step, metrics)}
         self.last_prepared = prepared  # for inspection (tests, notebooks)
         for r_i, role in enumerate(self.roles):

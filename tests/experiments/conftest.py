@@ -69,7 +69,7 @@ def write_run(
     calls, dup, drop, empty = [1, 2, 3, 2], [2, 0, 0, 2], [0, 1, 1, 0], [1, 1, 0, 0]
     lines = []
     for s, r in enumerate(reward):
-        row = {"step": s, "samples": (s + 1) * 4, "main/reward_mean": r}
+        row = {"step": s + 1, "samples": (s + 1) * 4, "main/reward_mean": r}
         row |= {"sub/reward_mean": r / 2, "sub/calls_mean": calls[s % 4]}
         row |= {"sub/align_duplicated": dup[s % 4], "sub/align_dropped": drop[s % 4]}
         row |= {"sub/align_empty": empty[s % 4], "tool/category_error_rate": 0.25}

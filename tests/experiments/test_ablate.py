@@ -60,7 +60,7 @@ def test_finished_runs_are_skipped_and_partial_ones_resumed(tmp_path):
     tr.train()
     res = _train_one(run, tensorboard=False)
     assert res["status"] == "trained"
-    assert [r["step"] for r in read_metrics(tmp_path / "r" / "metrics.jsonl")] == [0, 1, 2, 3]
+    assert [r["step"] for r in read_metrics(tmp_path / "r" / "metrics.jsonl")] == [1, 2, 3, 4]
     assert _train_one(run, tensorboard=False)["status"] == "skipped"
 
 

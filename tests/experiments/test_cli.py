@@ -36,7 +36,7 @@ def test_train_writes_config_metrics_and_checkpoint(tmp_path):
     assert "done" in r.stdout
     assert (out / "config.toml").is_file() and (out / "checkpoint.pt").is_file()
     rows = metrics(out)
-    assert [x["step"] for x in rows] == [0, 1, 2, 3]
+    assert [x["step"] for x in rows] == [1, 2, 3, 4]
     assert rows[-1]["eval/oracle_success"] > 0
 
 
