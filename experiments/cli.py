@@ -59,7 +59,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         return 130
     except TrainingError as e:
-        print(f"error: {e}\nthe last good checkpoint in {run_dir} is intact", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"done: {run_dir}/metrics.jsonl")
     return 0

@@ -183,12 +183,20 @@ class OptimConfig:
     """minibatches per epoch (per role)"""
     max_grad_norm: float = 1.0
     """gradient clipping (global norm; 0 disables it)"""
+    param_norm_limit: float = 1e4
+    """divergence guard: stop the run when a role's parameter norm (global L2) exceeds this
+    (0 disables it)"""
+    grad_norm_limit: float = 1e6
+    """divergence guard: stop the run when a role's gradient norm before clipping exceeds this
+    (0 disables it)"""
 
     def __post_init__(self) -> None:
         _num("optim.lr", self.lr, 0.0, low_open=True)
         _int("optim.mu", self.mu, 1)
         _int("optim.minibatches", self.minibatches, 1)
         _num("optim.max_grad_norm", self.max_grad_norm, 0.0)
+        _num("optim.param_norm_limit", self.param_norm_limit, 0.0)
+        _num("optim.grad_norm_limit", self.grad_norm_limit, 0.0)
 
 
 @dataclass
