@@ -33,16 +33,24 @@ from typing import Any
 
 from experiments.config import (
     ConfigError,
-    check_env,
     dump_toml,
     flatten,
     read_config,
     resolve,
     resolve_layers,
+    unused_keys,
 )
+from experiments.env_check import check_env, check_output_dir
 from sim.config import VARIANTS, TrainConfig
 
 __all__ = ["AblationRun", "add_parser", "plan", "run", "run_grid"]
+
+SEEDS_MAX = 1000
+"""the most seeds per variant"""
+RUNS_MAX = 10_000
+"""the most runs of one grid (envs x variants x seeds)"""
+WORKERS_MAX = 256
+"""the most ``--workers`` processes"""
 
 
 @dataclass(frozen=True)
@@ -82,10 +90,12 @@ def plan(
             ]
         )
     base = src.file | src.sets
+    problems = _table_problems(table, variants, seeds, envs)
+    if problems:
+        raise ConfigError(problems)
     variants = variants if variants is not None else list(table.get("variants", ["mgrpo"]))
     seeds = seeds if seeds is not None else table.get("seeds", 3)
     envs = envs if envs is not None else list(table.get("envs", [base.get("env.id")]))
-    problems = []
     if "variant" in src.sets:
         problems.append("--set variant: the grid sets each run's variant; use --variants a,b")
     if not variants:
@@ -93,11 +103,21 @@ def plan(
     for v in variants:
         if v not in VARIANTS:
             problems.append(f"unknown variant {v!r}; allowed: {', '.join(VARIANTS)}")
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        problems.append(f"seeds = {seeds!r} is invalid; allowed: an integer >= 1")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= SEEDS_MAX:
+        problems.append(
+            f"seeds = {seeds!r} is invalid; allowed: an integer >= 1 and <= {SEEDS_MAX}"
+        )
+    elif len(envs) * len(variants) * seeds > RUNS_MAX:
+        problems.append(
+            f"the grid has {len(envs)} env(s) x {len(variants)} variant(s) x {seeds} seed(s) = "
+            f"{len(envs) * len(variants) * seeds} runs; allowed: at most {RUNS_MAX:_}"
+        )
+    if len(set(variants)) < len(variants) or len(set(envs)) < len(envs):
+        problems.append("the grid lists a variant or env twice; give each once")
     if problems:
         raise ConfigError(problems)
     runs = []
+    flagged: dict[str, list[str]] = {}  # --set keys a cell ignores -> messages
     for env_id in envs:
         env_file = {"env.id": env_id} if env_id is not None else {}
         env_file |= flatten(table.get("env_overrides", {}).get(env_id or "", {}))
@@ -105,12 +125,51 @@ def plan(
             for seed in range(seeds):
                 grid = {"variant": variant, "seed": base.get("seed", 0) + seed}
                 try:  # the grid's variant counts as given on the command line
-                    flat, cfg = resolve_layers(src.file, env_file, src.sets | grid)
+                    flat, cfg = resolve_layers(
+                        src.file, env_file, src.sets | grid, check_unused=False
+                    )
                 except ConfigError as e:
                     raise ConfigError([f"{variant} on {env_id}: {p}" for p in e.problems]) from e
+                for key, msg in unused_keys(cfg).items():
+                    if key in src.sets:
+                        flagged.setdefault(key, []).append(f"{variant} on {env_id}: {msg}")
                 run_dir = Path(out) / env_short(cfg.env.id) / variant / f"seed{cfg.seed}"
                 runs.append(AblationRun(cfg.env.id, variant, cfg.seed, run_dir, flat))
+    # a --set key is refused only when every cell of the grid ignores it
+    problems = [msgs[0] for msgs in flagged.values() if len(msgs) == len(runs)]
+    if problems:
+        raise ConfigError(problems)
     return runs
+
+
+def _table_problems(table: dict[str, Any], variants: Any, seeds: Any, envs: Any) -> list[str]:
+    """Types of the ``[ablate]`` table's keys (flags given instead are checked by the caller)."""
+    problems = []
+
+    def names(key: str, value: Any, example: str) -> None:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            problems.append(
+                f"[ablate] {key} = {value!r} is invalid; allowed: a list of names, e.g. "
+                f"{key} = {example}"
+            )
+
+    if variants is None and "variants" in table:
+        names("variants", table["variants"], '["mgrpo", "main_only"]')
+    if envs is None and "envs" in table:
+        names("envs", table["envs"], '["mgrpo/RubiksLogic-v0"]')
+    if seeds is None and "seeds" in table:
+        v = table["seeds"]
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= SEEDS_MAX:
+            problems.append(
+                f"[ablate] seeds = {v!r} is invalid; allowed: an integer >= 1 and <= {SEEDS_MAX}"
+            )
+    overrides = table.get("env_overrides", {})
+    if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
+        problems.append(
+            f"[ablate] env_overrides = {overrides!r} is invalid; allowed: tables per env id, e.g. "
+            '[ablate.env_overrides."mgrpo/InvasiveSpecies-v0"] steps = 150'
+        )
+    return problems
 
 
 def _status(run: AblationRun, cfg: TrainConfig) -> str:
@@ -137,7 +196,6 @@ def _train_one(run: AblationRun, tensorboard: bool) -> dict[str, Any]:
     status = _status(run, cfg)
     t0 = time.perf_counter()
     if status != "done":
-        (run.run_dir / "config.toml").write_text(dump_toml(cfg))
         try:
             Trainer(
                 cfg,
@@ -145,8 +203,9 @@ def _train_one(run: AblationRun, tensorboard: bool) -> dict[str, Any]:
                 resume=status == "partial",
                 progress=False,
                 tensorboard=tensorboard,
+                config_text=dump_toml(cfg),  # written once the run directory is locked
             ).train()
-        except TrainingError as e:
+        except (TrainingError, ConfigError) as e:  # bad numbers; a run directory in use
             return {"run": str(run.run_dir), "status": "failed", "error": str(e)}
     rows = read_metrics(run.run_dir / "metrics.jsonl")
     evals = [r for r in rows if "eval/success_greedy" in r]
@@ -169,7 +228,9 @@ def run_grid(
 
         bar = tqdm(total=len(runs), desc="ablate", unit="run")
     ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    from experiments.procs import die_with_parent  # workers never outlive `mgrpo ablate`
+
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=die_with_parent) as pool:
         pending = {pool.submit(_train_one, r, tensorboard): r for r in runs}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -231,8 +292,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.workers < 1:
-        print(f"error: --workers must be >= 1, got {args.workers}", file=sys.stderr)
+    if not 1 <= args.workers <= WORKERS_MAX:
+        print(
+            f"error: --workers must be in [1, {WORKERS_MAX}], got {args.workers}", file=sys.stderr
+        )
         return 2
     variants = None
     if args.variants is not None:
@@ -240,10 +303,11 @@ def run(args: argparse.Namespace) -> int:
     envs = [e.strip() for e in args.envs.split(",") if e.strip()] if args.envs else None
     out = Path(args.out)
     runs = plan(args.config, args.set, out, variants, args.seeds, envs)
+    check_output_dir(out)
     checked = set()
-    for r in runs:  # env settings and role names, once per distinct env of the grid
+    for r in runs:  # env settings, role names, memory: once per distinct env and variant
         cfg = resolve(r.flat)
-        key = (cfg.env.id, cfg.env.preset, repr(cfg.env.kwargs), tuple(cfg.roles))
+        key = (cfg.env.id, cfg.env.preset, repr(cfg.env.kwargs), repr(cfg.roles), cfg.variant)
         if key not in checked:
             checked.add(key)
             check_env(cfg)

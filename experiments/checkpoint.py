@@ -58,16 +58,26 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
         raise ValueError(f"cannot read checkpoint {path}: {e}") from e
 
 
-def _clean(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
 def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
-    """Append one step's metrics as a JSON line (non-finite floats become null)."""
+    """Append one step's metrics as a JSON line.
+
+    Every value must be finite: a metric undefined at a step is left out of its row, never
+    written as NaN or null, so a non-finite value raises ``ValueError`` naming the key (and
+    nothing is written).
+    """
+    bad = {
+        k: v
+        for k, v in row.items()
+        if isinstance(v, float | int) and not isinstance(v, bool) and not math.isfinite(v)
+    }
+    if bad:
+        raise ValueError(
+            f"metrics of step {row.get('step')} are not finite: {bad}; a metric undefined at a "
+            "step must be left out of the row"
+        )
+    line = json.dumps(row, allow_nan=False) + "\n"
     with open(Path(run_dir) / METRICS, "a") as f:
-        f.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
+        f.write(line)
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

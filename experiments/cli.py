@@ -16,39 +16,156 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiments import ablate, check_math, plots, report, sweep
-from experiments.config import ConfigError, check_env, config_table, dump_toml, load_config
+from experiments import ablate, check_math, evaluate_cmd, report
+from experiments.config import ConfigError
+from experiments.plots import cli as plots_cli
+from experiments.sweep import cli as sweep_cli
+
+# The modules above define their parsers only: each command imports what it needs (torch, optuna,
+# matplotlib) when it runs, so `mgrpo --help` and `mgrpo envs` stay fast (tests/experiments/
+# test_fast_start.py checks it).
+
+RESUME_SAFE = ("steps", "checkpoint_every", "eval.every", "threads")
+"""keys that ``train --resume --set`` may change (the training trajectory does not depend on
+them up to the old ``steps``; ``threads`` may change float rounding)"""
+
+
+def _say(args: argparse.Namespace, msg: str) -> None:
+    """A progress line on stderr (not with ``--quiet``)."""
+    if not args.quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _resume_config(args: argparse.Namespace):
+    """The config of ``train --resume``: the run's config.toml with the safe ``--set`` keys."""
+    from experiments.config import flatten, load_config
+    from experiments.env_check import check_output_dir
+
+    where = args.out or args.config
+    if where is None:
+        raise ConfigError(
+            ["train --resume needs the run directory: --out DIR (or DIR in place of CONFIG)"]
+        )
+    run_dir = Path(where)
+    check_output_dir(run_dir, "--out" if args.out else "run dir")
+    if not (run_dir / "config.toml").is_file():
+        what = "does not exist" if not run_dir.exists() else "has no config.toml to resume from"
+        raise ConfigError([f"--resume: {run_dir} {what}"])
+    old = load_config(run_dir / "config.toml", check_unused=False)
+    cfg = load_config(run_dir / "config.toml", args.set, check_unused=False)
+    before, after = flatten(_as_dict(old)), flatten(_as_dict(cfg))
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    unsafe = [k for k in changed if k not in RESUME_SAFE]
+    if unsafe:
+        raise ConfigError(
+            [
+                f"--resume --set {k}: {before.get(k)!r} -> {after.get(k)!r} would change the run "
+                f"mid-way; resume may change only {', '.join(RESUME_SAFE)} (start a new run "
+                "with another --out instead)"
+                for k in unsafe
+            ]
+        )
+    for k in changed:
+        print(
+            f"note: resuming with {k} = {after[k]!r} (was {before[k]!r}; safe to change)",
+            file=sys.stderr,
+        )
+    return run_dir, cfg
+
+
+def _as_dict(cfg) -> dict:
+    import tomllib
+
+    from experiments.config import dump_toml
+
+    return tomllib.loads(dump_toml(cfg))
+
+
+def _check_checkpoint(run_dir: Path, cfg) -> None:
+    """A resume's checkpoint must be ours and fit the config (else ConfigError naming it)."""
+    path = run_dir / "checkpoint.pt"
+    if not path.exists():
+        return
+    from experiments.checkpoint import load_checkpoint
+
+    if path.stat().st_size == 0:
+        raise ConfigError(
+            [f"{path} is empty (a run killed while writing it?); remove it to restart"]
+        )
+    try:
+        st = load_checkpoint(run_dir)
+    except (ValueError, FileNotFoundError) as e:
+        raise ConfigError([f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})"]) from e
+    need = ("step", "policies", "optims", "generators", "config_variant", "policy_kind")
+    if not isinstance(st, dict) or any(k not in st for k in need):
+        raise ConfigError([f"{path} is not an mgrpo checkpoint (it lacks step, policies, ...)"])
+    problems = []
+    if st["config_variant"] != cfg.variant:
+        problems.append(
+            f"{path} was written with variant = {st['config_variant']!r}; config.toml says "
+            f"variant = {cfg.variant!r}"
+        )
+    if st["policy_kind"] != cfg.policy.kind:
+        problems.append(
+            f"{path} was written with policy.kind = {st['policy_kind']!r}; config.toml says "
+            f"{cfg.policy.kind!r}"
+        )
+    if problems:
+        raise ConfigError(problems)
+
+
+def _shape_mismatch(run_dir: Path, e: Exception) -> str:
+    """A resume's load error as one line naming the checkpoint and the key that likely differs."""
+    msg = str(e)
+    path = run_dir / "checkpoint.pt"
+    if "size mismatch" in msg or "Missing key" in msg or "Unexpected key" in msg:
+        line = next((x.strip() for x in msg.splitlines() if "size mismatch" in x), "")
+        return (
+            f"{path} does not match config.toml: its policies have other shapes "
+            f"(policy.hidden, policy.shared or env.* differ){': ' + line if line else ''}"
+        )
+    if isinstance(e, KeyError):
+        return f"{path} does not match config.toml: no {e} in it (roles or env.* differ)"
+    return f"{path}: cannot resume from it: {msg.splitlines()[0] if msg else type(e).__name__}"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from experiments.run import Trainer, TrainingError
+    from experiments.config import config_table, dump_toml, load_config
+    from experiments.env_check import check_env, check_output_dir
 
-    if args.resume:
-        run_dir = Path(args.out or args.config)
-        if not (run_dir / "config.toml").is_file():
-            print(f"error: {run_dir} has no config.toml to resume from", file=sys.stderr)
-            return 2
-        cfg = load_config(run_dir / "config.toml", args.set)
-    else:
+    if not args.resume:
         cfg = load_config(args.config, args.set)  # a preset name or a path; None: the defaults
         stem = Path(args.config).stem if args.config else "default"
         run_dir = Path(args.out) if args.out else Path("runs") / f"{stem}-{cfg.variant}-s{cfg.seed}"
-        if (run_dir / "checkpoint.pt").exists():
-            print(
-                f"error: {run_dir} already holds a run; resume it with "
-                f"`mgrpo train --resume --out {run_dir}` or pick another --out",
-                file=sys.stderr,
-            )
-            return 2
+        check_output_dir(run_dir)
+    else:
+        run_dir, cfg = _resume_config(args)
     check_env(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.toml").write_text(dump_toml(cfg))
+    if args.resume:
+        _check_checkpoint(run_dir, cfg)
     if not args.quiet:
         print(config_table(cfg))
         print(f"run dir: {run_dir}")
-    trainer = Trainer(
-        cfg, run_dir, resume=args.resume, progress=not args.quiet, tensorboard=args.tensorboard
-    )
+    _say(args, "loading torch and building envs and policies ...")
+    from experiments.run import Trainer, TrainingError
+
+    try:  # takes the run directory's lock, then writes config.toml
+        trainer = Trainer(
+            cfg,
+            run_dir,
+            resume=args.resume,
+            progress=not args.quiet,
+            tensorboard=args.tensorboard,
+            config_text=dump_toml(cfg),
+        )
+    except ConfigError:  # RunDirError: the directory is in use or holds another run's files
+        raise
+    except ValueError as e:  # roles.<name>.init_from, a checkpoint that does not fit
+        raise ConfigError([str(e).splitlines()[0]]) from e
+    except (KeyError, RuntimeError, TypeError) as e:
+        if not args.resume:
+            raise
+        raise ConfigError([_shape_mismatch(run_dir, e)]) from e
     try:
         trainer.train()
     except KeyboardInterrupt:
@@ -104,10 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.set_defaults(func=cmd_train)
     ablate.add_parser(sub)
-    sweep.add_parser(sub)
-    plots.add_parser(sub)
+    sweep_cli.add_parser(sub)
+    plots_cli.add_parser(sub)
     report.add_parser(sub)
     check_math.add_parser(sub)
+    evaluate_cmd.add_parser(sub)
     e = sub.add_parser("envs", help="list the registered environments")
     e.set_defaults(func=cmd_envs)
     return p

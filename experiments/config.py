@@ -23,8 +23,15 @@ Precedence and variants
     ``no_alignment``).
 
 Every problem is reported at once, one line each, before any work starts (:class:`ConfigError`,
-exit code 2). :func:`check_env` builds a one-episode env to check ``env.*`` and the role names
-of ``roles.<name>``.
+exit code 2). :mod:`experiments.env_check` builds a one-episode env to check ``env.*`` (the env's
+own messages, rewritten to name ``env.<key>``), the role names of ``roles.<name>``, that
+something is trained, ``roles.<name>.init_from`` directories, and estimates the memory of one step
+against the machine's, and probes output directories before any work. Keys that the
+run would ignore are errors when stated with the variant (:func:`unused_keys`: the ``lr`` of a
+frozen role, per-role ``lr`` with ``policy.shared``); a key of a lower source (a preset file
+under ``--set variant=...``) that the variant ignores is accepted.
+
+This module and :mod:`sim.config` import no torch (``mgrpo --help`` stays fast).
 """
 
 from __future__ import annotations
@@ -44,7 +51,6 @@ __all__ = [
     "CONFIG_DIR",
     "ConfigError",
     "ConfigSources",
-    "check_env",
     "config_table",
     "dump_toml",
     "find_config",
@@ -54,6 +60,7 @@ __all__ = [
     "read_config",
     "resolve",
     "resolve_layers",
+    "unused_keys",
 ]
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -61,6 +68,8 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 COMMAND_TABLES = ("ablate", "sweep")
 """top-level tables that belong to one command each (the others ignore them)"""
 TOP_KEYS = ("variant", "seed", "steps", "threads", "checkpoint_every")
+ENV_INT_MAX = 1000
+"""the largest integer ``env.<kwarg>`` (turn, call and step caps past it cannot finish)"""
 
 
 class ConfigError(ValueError):
@@ -106,16 +115,23 @@ def _section_fields(cls) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
 
 
-def resolve(flat: Mapping[str, Any], *, below_variant: frozenset[str] = frozenset()) -> TrainConfig:
+def resolve(
+    flat: Mapping[str, Any],
+    *,
+    below_variant: frozenset[str] = frozenset(),
+    check_unused: bool = False,
+) -> TrainConfig:
     """Build a validated :class:`TrainConfig` from flat dotted keys; all problems at once.
 
     ``below_variant``: keys that came from a lower-precedence source than ``variant``; where they
     contradict the variant, its values replace them (see the module docstring). Without it every
     key counts as stated with the variant, and a contradiction is an error.
+    ``check_unused``: also refuse keys stated with the variant that the run would ignore
+    (:func:`unused_keys`; keys in ``below_variant`` are exempt).
     """
     problems: list[str] = []
     variant = flat.get("variant", "mgrpo")
-    if variant not in VARIANTS:
+    if not isinstance(variant, str) or variant not in VARIANTS:
         raise ConfigError([f"variant = {variant!r} is invalid; allowed: {', '.join(VARIANTS)}"])
     try:
         flat = apply_variant(variant, dict(flat), overridable=below_variant)
@@ -133,6 +149,7 @@ def resolve(flat: Mapping[str, Any], *, below_variant: frozenset[str] = frozense
             if parts[1] in ("id", "preset"):
                 sections["env"][parts[1]] = value
             else:
+                problems += _env_value_problems(key, value)
                 sections["env"].setdefault("kwargs", {})[parts[1]] = value
         elif parts[0] in SECTIONS and len(parts) == 2:
             cls = SECTIONS[parts[0]]
@@ -179,14 +196,83 @@ def resolve(flat: Mapping[str, Any], *, below_variant: frozenset[str] = frozense
             problems.append(str(e))
     if problems:
         raise ConfigError(problems)
-    return TrainConfig(**top, **built, roles=role_cfgs)
+    cfg = TrainConfig(**top, **built, roles=role_cfgs)
+    problems += _trains_nothing(cfg)
+    if check_unused:
+        stated = {k for k in flat if k not in below_variant}
+        problems += [msg for key, msg in unused_keys(cfg).items() if key in stated]
+    if problems:
+        raise ConfigError(problems)
+    return cfg
 
 
-def resolve_layers(*layers: Mapping[str, Any]) -> tuple[dict[str, Any], TrainConfig]:
+def _env_value_problems(key: str, value: Any) -> list[str]:
+    """Config-layer limits on an ``env.<kwarg>`` value (the env checks the rest)."""
+    vals = value if isinstance(value, list) else [value]
+    for v in vals:
+        if isinstance(v, float) and not math.isfinite(v):
+            return [f"{key} = {value!r} is invalid; allowed: finite numbers"]
+        if isinstance(v, int | float) and not isinstance(v, bool) and abs(v) > ENV_INT_MAX:
+            return [
+                f"{key} = {value!r} is invalid; allowed: numbers of magnitude <= {ENV_INT_MAX} "
+                "(env turn, call and step limits past it cannot finish)"
+            ]
+    return []
+
+
+def frozen_role(cfg: TrainConfig, role: str) -> bool:
+    """Whether the run trains ``role`` (what :class:`sim.trainer.Learner` freezes)."""
+    return cfg.role(role).frozen or (cfg.variant == "main_only" and role != "main")
+
+
+def _trains_nothing(cfg: TrainConfig) -> list[str]:
+    """A frozen main agent with no specialist to train (the env's other roles: check_env)."""
+    if cfg.role("main").frozen and (cfg.variant == "main_only" or cfg.flat):
+        why = (
+            "variant 'main_only' freezes every specialist"
+            if cfg.variant == "main_only"
+            else "a flat env (variant 'single_agent' or env.flat) has no specialist"
+        )
+        return [f"roles.main.frozen = true: the run would train nothing ({why})"]
+    return []
+
+
+def unused_keys(cfg: TrainConfig) -> dict[str, str]:
+    """Keys of ``cfg`` that the run ignores: ``{key: message}``.
+
+    The ``lr`` (and ``align_target`` of nothing else) of a frozen role, and any per-role ``lr``
+    when ``policy.shared`` (one optimizer, ``optim.lr``). :func:`resolve` refuses them when stated
+    with the variant (``check_unused``); a preset file's keys under ``--set variant=...`` and an
+    ablation grid's cells (where a ``--set`` may concern only some variants) are exempt.
+    """
+    out: dict[str, str] = {}
+    for role, rc in cfg.roles.items():
+        if rc.lr is None:
+            continue
+        key = f"roles.{role}.lr"
+        if frozen_role(cfg, role):
+            why = (
+                f"roles.{role}.frozen = true"
+                if rc.frozen
+                else f"variant {cfg.variant!r} freezes every specialist"
+            )
+            out[key] = f"{key} = {rc.lr!r} is not used: role {role!r} is frozen ({why})"
+        elif cfg.policy.shared:
+            out[key] = (
+                f"{key} = {rc.lr!r} is not used: policy.shared = true trains every role with one "
+                "optimizer (optim.lr)"
+            )
+    return out
+
+
+def resolve_layers(
+    *layers: Mapping[str, Any], check_unused: bool = True
+) -> tuple[dict[str, Any], TrainConfig]:
     """Merge flat key layers (lowest precedence first) and resolve them.
 
     The variant is the highest layer's that states one; keys of lower layers that contradict it
-    are replaced by its values, contradictions within or above its layer are errors.
+    are replaced by its values, contradictions within or above its layer are errors, and so are
+    keys within or above its layer that the run ignores (``check_unused``, :func:`unused_keys`).
 
     Returns:
         ``(flat, cfg)``: the merged keys with the variant applied (``resolve(flat) == cfg``: what
@@ -199,7 +285,7 @@ def resolve_layers(*layers: Mapping[str, Any]) -> tuple[dict[str, Any], TrainCon
             merged[k], origin[k] = v, i
     top = origin.get("variant", -1)
     below = frozenset(k for k, i in origin.items() if i < top)
-    cfg = resolve(merged, below_variant=below)
+    cfg = resolve(merged, below_variant=below, check_unused=check_unused)
     return apply_variant(cfg.variant, merged, overridable=below), cfg
 
 
@@ -215,11 +301,24 @@ def find_config(name: str | Path) -> Path:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        hint = (
+            f"; to continue that run: mgrpo train --resume --out {path}"
+            if (path / "config.toml").is_file()
+            else ""
+        )
+        raise ConfigError([f"config {str(path)!r} is a directory, not a TOML file{hint}"])
     if not path.is_file():
         presets = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
         raise ConfigError([f"config file {str(path)!r} does not exist; presets: {presets}"])
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            [f"{path}: not UTF-8 text (byte {e.start}); TOML files must be UTF-8"]
+        ) from e
+    except OSError as e:
+        raise ConfigError([f"{path}: cannot read ({e.strerror or e})"]) from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError([f"{path}: not valid TOML ({e})"]) from e
 
@@ -238,9 +337,9 @@ class ConfigSources:
     """the command's own table (``[ablate]``, ``[sweep]``) with its ``--set <command>.*`` keys;
     empty for ``train``"""
 
-    def resolve(self) -> tuple[dict[str, Any], TrainConfig]:
+    def resolve(self, *, check_unused: bool = True) -> tuple[dict[str, Any], TrainConfig]:
         """The file overridden by ``--set``: ``(flat, cfg)`` as :func:`resolve_layers` gives."""
-        return resolve_layers(self.file, self.sets)
+        return resolve_layers(self.file, self.sets, check_unused=check_unused)
 
 
 def read_config(
@@ -279,41 +378,15 @@ def read_config(
     return ConfigSources(path, flatten(raw), sets, table)
 
 
-def load_config(config: str | Path | None, overrides: Sequence[str] | None = None) -> TrainConfig:
-    """The training config of ``mgrpo train CONFIG --set ...`` (other commands' tables ignored)."""
-    return read_config(config, overrides).resolve()[1]
+def load_config(
+    config: str | Path | None, overrides: Sequence[str] | None = None, *, check_unused: bool = True
+) -> TrainConfig:
+    """The training config of ``mgrpo train CONFIG --set ...`` (other commands' tables ignored).
 
-
-def check_env(cfg: TrainConfig) -> None:
-    """Build a one-episode env of ``cfg``: check ``env.*`` and the names in ``roles.<name>``.
-
-    A role name must be ``main`` or one of the env's sub-agent roles with these env settings
-    (Rubik's: ``sub``, plus ``math`` with ``env.reasoner = "subagent"``; a flat env, the
-    ``single_agent`` variant, has ``main`` only). Raises :class:`ConfigError`, one problem a line.
+    ``check_unused=False`` accepts keys the run ignores (:func:`unused_keys`): a run directory's
+    ``config.toml``, which may come from an ablation grid's cell.
     """
-    import gymnasium as gym
-
-    import envs  # noqa: F401
-
-    if cfg.env.id not in gym.envs.registry:
-        ids = sorted(k for k in gym.envs.registry if k.startswith("mgrpo/"))
-        raise ConfigError([f"env.id = {cfg.env.id!r} is not registered; allowed: {ids}"])
-    from sim.trainer import make_env
-
-    try:
-        env = make_env(cfg, 1)
-    except (ValueError, TypeError) as e:
-        raise ConfigError([f"env: {e}"]) from e
-    roles = ("main", *env.subagent_roles)
-    unknown = [name for name in cfg.roles if name not in roles]
-    if unknown:
-        raise ConfigError(
-            [
-                f"roles.{name}: unknown role {name!r}; roles of {cfg.env.id} with these env "
-                f"settings: {', '.join(roles)}"
-                for name in unknown
-            ]
-        )
+    return read_config(config, overrides).resolve(check_unused=check_unused)[1]
 
 
 def _toml_value(v: Any) -> str:

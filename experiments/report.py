@@ -8,6 +8,11 @@ factual "what was measured" text per env (ordering of final success with 95% CIs
 0.05 against ``mgrpo``, stability and completion time, and the paper's two comparisons where their
 variants are present), and the figures as relative links. Study figures already in
 ``DIR/plots/study_*.png`` (from ``mgrpo plot --storage``) are linked too.
+
+Rows and lines are runs of one env, variant and config over seeds (:mod:`experiments.grouping`):
+a variant whose runs differ beyond the seed gets one labelled row and line per config, a notice
+on stderr and at the top of the report, and comparisons against the ``baseline`` line of the
+same config; ``--strict`` refuses such a directory instead (exit 2, one line per conflict).
 """
 
 from __future__ import annotations
@@ -17,16 +22,12 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from experiments.stats import (
-    Run,
-    format_markdown,
-    group_runs,
-    load_runs,
-    summary_table,
-    write_summary,
-)
+from experiments.grouping import check_strict, config_key, notices
+
+if TYPE_CHECKING:
+    from experiments.stats import Run
 
 __all__ = ["write_report", "measured_text", "add_parser", "run"]
 
@@ -63,10 +64,13 @@ def _ci(row: dict[str, Any]) -> str:
 
 def _settings(env: str, runs: list[Run]) -> list[str]:
     """Bullet lines: variants and seeds, steps, B, K, budget, and config keys that differ."""
+    from experiments.stats import group_runs
+
     groups = group_runs(runs)
-    lines = [f"- variants: {', '.join(v for (_, v) in groups)}"]
-    for (_, v), rs in groups.items():
-        lines.append(f"  - `{v}`: {len(rs)} seed(s) ({', '.join(str(r.seed) for r in rs)})")
+    lines = [f"- variants: {', '.join(dict.fromkeys(line.variant for line in groups))}"]
+    for line, rs in groups.items():
+        seeds = ", ".join(str(r.seed) for r in rs)
+        lines.append(f"  - `{line.label}`: {len(rs)} seed(s) ({seeds})")
     flats = [_flat(r.config) for r in runs]
     steps = sorted({r.steps for r in runs})
     Bs = sorted({r.batch[0] for r in runs})
@@ -84,9 +88,16 @@ def _settings(env: str, runs: list[Run]) -> list[str]:
     shown = [f"`{k}` = {same[k]!r}" for k in keys if k in same]
     if shown:
         lines.append("- " + ", ".join(shown))
-    differ = sorted({k for f in flats for k in f if k not in same} - {"seed", "variant"})
+    norm = [config_key(r, drop=()) for r in runs]  # seed-derived init_from normalised
+    differ = {k for f in norm for k in f if any(repr(g.get(k)) != repr(f[k]) for g in norm)}
+    differ = sorted(differ - {"seed", "variant"})
     if differ:
         lines.append(f"- keys that differ between runs (beyond variant and seed): {differ}")
+    if any(line.differs for line in groups):
+        lines.append(
+            "- runs of one variant with different configs are separate lines (labelled by the "
+            "keys that differ); see the notice above"
+        )
     cut = [r.path.name for r in runs if r.truncated]
     if cut:
         lines.append(f"- truncated last metrics line skipped (killed runs): {cut}")
@@ -105,28 +116,39 @@ def _pvalue_text(row: dict[str, Any]) -> str:
     return f"Welch p = {p:.3g}, {verdict} at {ALPHA}"
 
 
+def _name(row: dict[str, Any]) -> str:
+    return row.get("line") or row["variant"]
+
+
 def measured_text(table: list[dict[str, Any]], baseline: str = "mgrpo") -> list[str]:
-    """Factual sentences for one env's rows of :func:`~experiments.stats.summary_table`."""
+    """Factual sentences for one env's rows of :func:`~experiments.stats.summary_table`. Rows
+    are named by their line (the variant, plus the differing config keys when a variant has
+    several configs); each is compared with its own baseline line (``baseline_line``)."""
     rows = [r for r in table if not math.isnan(r["final_success"])]
     out: list[str] = []
     if not rows:
         return ["No run has an evaluation yet."]
-    by = {r["variant"]: r for r in table}
     order = sorted(rows, key=lambda r: -r["final_success"])
-    text = f"`{order[0]['variant']}` {_ci(order[0])}"
+    text = f"`{_name(order[0])}` {_ci(order[0])}"
     for prev, r in zip(order, order[1:], strict=False):
         rel = ">" if prev["final_success"] > r["final_success"] else "="
-        text += f" {rel} `{r['variant']}` {_ci(r)}"
+        text += f" {rel} `{_name(r)}` {_ci(r)}"
     out.append(f"Final greedy success, mean over seeds [95% CI], highest first: {text}.")
-    b = by.get(baseline)
-    if b is None:
+    bases = [r for r in table if r["variant"] == baseline]
+    if not bases:
         out.append(f"No `{baseline}` runs, so no comparison against it.")
     else:
         for r in table:
-            if r is b:
+            against = r.get("baseline_line", baseline)
+            if r["variant"] == baseline and against == _name(r):
+                continue
+            if against is None:
+                out.append(
+                    f"`{_name(r)}`: no `{baseline}` line with the same config, so no comparison."
+                )
                 continue
             out.append(
-                f"`{r['variant']}` vs `{baseline}`: difference in final success "
+                f"`{_name(r)}` vs `{against}`: difference in final success "
                 f"{r['diff_vs_baseline']:+.3f}; {_pvalue_text(r)}."
             )
     stab = [r for r in table if not math.isnan(r["reward_change_std"])]
@@ -134,14 +156,14 @@ def measured_text(table: list[dict[str, Any]], baseline: str = "mgrpo") -> list[
         stab.sort(key=lambda r: r["reward_change_std"])
         out.append(
             "Stability of the main reward (std of step-to-step change, lower first): "
-            + ", ".join(f"`{r['variant']}` {r['reward_change_std']:.4f}" for r in stab)
+            + ", ".join(f"`{_name(r)}` {r['reward_change_std']:.4f}" for r in stab)
             + "; worst EMA drawdown: "
-            + ", ".join(f"`{r['variant']}` {r['worst_drawdown']:.4f}" for r in stab)
+            + ", ".join(f"`{_name(r)}` {r['worst_drawdown']:.4f}" for r in stab)
             + "."
         )
-    if b is not None and b["sim_time"] and not math.isnan(b["sim_time"]):
+    if any(b["sim_time"] and not math.isnan(b["sim_time"]) for b in bases):
         parts = [
-            f"`{r['variant']}` {r['sim_time']:.3g} (x{r['sim_time_ratio']:.3f})"
+            f"`{_name(r)}` {r['sim_time']:.3g} (x{r['sim_time_ratio']:.3f})"
             for r in table
             if r["sim_time_ratio"] is not None and not math.isnan(r["sim_time"])
         ]
@@ -150,12 +172,15 @@ def measured_text(table: list[dict[str, Any]], baseline: str = "mgrpo") -> list[
             + ", ".join(parts)
             + "."
         )
+    variants = [r["variant"] for r in table]
+    by = {r["variant"]: r for r in table if variants.count(r["variant"]) == 1}
     out += _paper_claims(by, baseline)
     return out
 
 
 def _paper_claims(by: dict[str, dict[str, Any]], baseline: str) -> list[str]:
-    """The paper's two comparisons, stated against the measured numbers."""
+    """The paper's two comparisons, stated against the measured numbers (only with variants
+    drawn as one line each: ``by`` holds those)."""
     out = []
     trio = ["mgrpo", "main_only", "single_agent"]
     if all(v in by for v in trio) and baseline == "mgrpo":
@@ -182,27 +207,68 @@ def _paper_claims(by: dict[str, dict[str, Any]], baseline: str) -> list[str]:
     return out
 
 
+def _check_out(out_path: Path, out: str | Path | None) -> None:
+    """The report's file must be writable (ValueError saying why), checked before any work."""
+    from experiments.config import ConfigError
+    from experiments.env_check import check_output_dir
+
+    flag = "--out" if out else "DIR"
+    if out_path.is_dir():
+        raise ValueError(f"{flag} {out_path}: a directory; give the report's file name")
+    try:
+        check_output_dir(out_path.parent, flag)
+    except ConfigError as e:
+        raise ValueError(e.problems[0]) from e
+
+
 def _rel(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
 
 
 def write_report(
-    dir: str | Path, out: str | Path | None = None, *, baseline: str = "mgrpo"
+    dir: str | Path,
+    out: str | Path | None = None,
+    *,
+    baseline: str = "mgrpo",
+    strict: bool = False,
 ) -> Path:
     """Write the report of the ablation in ``dir`` (see the module docstring) and return its
-    path. Raises ``ValueError`` when ``dir`` is missing, holds no run dirs or a corrupt one."""
+    path. Runs of one variant with different configs (:mod:`experiments.grouping`) are separate
+    lines, with a notice on stderr and in the report; with ``strict`` they are refused
+    (:class:`~experiments.grouping.MixedConfigs`, before anything is written). Raises
+    ``ValueError`` when ``dir`` is missing, holds no run dirs or a corrupt one."""
     from experiments.plots.runs import env_prefix, plot_runs
+    from experiments.stats import (
+        format_markdown,
+        group_runs,
+        load_runs,
+        summary_table,
+        write_summary,
+    )
 
     root = Path(dir)
     if not root.is_dir():
         raise ValueError(f"{root}: no such directory")
+    out_path = Path(out) if out else root / "REPORT.md"
+    _check_out(out_path, out)
     runs = load_runs([root])
+    present = sorted({r.variant for r in runs})
+    if baseline not in present:
+        raise ValueError(
+            f"--baseline {baseline!r} is not a variant of these runs; present: {', '.join(present)}"
+        )
+    groups = group_runs(runs)
+    if strict:
+        check_strict(groups)
+    notes = notices(groups)
+    for note in notes:
+        print(note, file=sys.stderr)
     out_path = Path(out) if out else root / "REPORT.md"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     table = summary_table(runs, baseline=baseline)
     write_summary(table, root, baseline)
     plots_dir = root / "plots"
-    figs = plot_runs(runs, plots_dir)
+    figs = plot_runs(runs, plots_dir, notify=False)
     here = out_path.parent
 
     lines = [f"# Report: {root.name}", ""]
@@ -221,6 +287,17 @@ def write_report(
         f"two-sided Welch t-test of final success against `{baseline}`.",
         "",
     ]
+    if notes:
+        lines += [
+            "**Runs that are not seeds of one experiment.** Runs of one variant whose configs "
+            "differ beyond the seed are separate lines in the tables and figures, labelled by the "
+            "keys that differ:",
+            "",
+            "```text",
+            *notes,
+            "```",
+            "",
+        ]
     by_env: dict[str, list[Run]] = {}
     for r in runs:
         by_env.setdefault(r.env_id, []).append(r)
@@ -264,6 +341,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("dir", metavar="DIR", help="directory holding run dirs (any depth)")
     p.add_argument("--out", metavar="FILE", help="report path (default: DIR/REPORT.md)")
     p.add_argument("--baseline", default="mgrpo", help="variant compared against (default mgrpo)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse runs of one variant whose configs differ beyond the seed (exit 2) "
+        "instead of one row and line per config",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -271,7 +354,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """``mgrpo report``: 0 on success, 2 on bad input (one line on stderr)."""
     try:
-        path = write_report(args.dir, args.out, baseline=getattr(args, "baseline", "mgrpo"))
+        path = write_report(
+            args.dir,
+            args.out,
+            baseline=getattr(args, "baseline", "mgrpo"),
+            strict=getattr(args, "strict", False),
+        )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

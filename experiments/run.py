@@ -1,10 +1,11 @@
 """The I/O shell around the training step: one run directory, trained by :class:`Trainer`.
 
 :class:`sim.trainer.Learner` holds the policies and optimizers and takes steps; this shell owns
-everything around it: the run directory (``config.toml`` is written by the CLI), atomic
-checkpoints, ``metrics.jsonl``, TensorBoard, the progress bar, Ctrl-C (finish the step, write a
-checkpoint, raise ``KeyboardInterrupt``), ``roles.<name>.init_from`` (read from another run's
-checkpoint) and resume.
+everything around it: the run directory (one writer at a time: ``experiments.lock``), atomic
+checkpoints, ``metrics.jsonl``, TensorBoard, the progress bar (with the phase of a slow step),
+Ctrl-C (finish the step, write a checkpoint, raise ``KeyboardInterrupt``), a stop on bad numbers
+(``TrainingError`` saying which checkpoint is left), ``roles.<name>.init_from`` (read from another
+run's checkpoint) and resume.
 
 From a notebook::
 
@@ -19,6 +20,9 @@ From a notebook::
 from __future__ import annotations
 
 import signal
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +33,11 @@ from experiments.checkpoint import (
     save_checkpoint,
     truncate_metrics,
 )
+from experiments.lock import RunDirError, RunDirLock, acquire_run_dir
 from sim.config import TrainConfig
 from sim.trainer import Learner, TrainingError
 
-__all__ = ["Trainer", "TrainingError"]
+__all__ = ["RunDirError", "Trainer", "TrainingError"]
 
 
 def _role_params(cfg: TrainConfig, roles: list[str]) -> dict[str, tuple[dict, str]]:
@@ -56,6 +61,56 @@ def _role_params(cfg: TrainConfig, roles: list[str]) -> dict[str, tuple[dict, st
     return out
 
 
+def _summary_writer(run_dir: Path, step: int) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:
+        raise RuntimeError(
+            "tensorboard output needs the tensorboard package: pip install 'mgrpo-sim[tensorboard]'"
+        ) from e
+    return SummaryWriter(str(run_dir / "tb"), purge_step=step + 1)
+
+
+class _PhaseTicker:
+    """Shows the phase of a slow step on the progress bar: a daemon thread that looks every
+    ``every`` seconds and, once the step has run ``delay`` seconds, writes its phase (set by the
+    learner's ``on_progress`` callback, a plain attribute store) into the bar's postfix."""
+
+    def __init__(self, bar: Any, delay: float = 2.0, every: float = 0.5) -> None:
+        self.bar, self.delay, self.every = bar, delay, every
+        self.label, self.phase, self.t0 = "", "", time.monotonic()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mgrpo-progress", daemon=True)
+
+    def __call__(self, phase: str) -> None:
+        self.phase = phase
+
+    def begin(self, label: str, phase: str = "") -> None:
+        """A new slow-able piece of work (``"step 3"``) starts now."""
+        self.label, self.phase, self.t0 = label, phase, time.monotonic()
+
+    def end(self) -> None:
+        self.phase = ""
+
+    def tick(self, now: float | None = None) -> None:
+        elapsed = (time.monotonic() if now is None else now) - self.t0
+        phase = self.phase
+        if phase and elapsed >= self.delay:
+            self.bar.set_postfix_str(f"{self.label}: {phase} ({elapsed:.0f} s)", refresh=True)
+
+    def _run(self) -> None:
+        while not self._done.wait(self.every):
+            self.tick()
+
+    def __enter__(self) -> _PhaseTicker:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 class Trainer:
     """Trains ``cfg`` into ``run_dir`` (the file-aware shell around :class:`Learner`).
 
@@ -63,13 +118,30 @@ class Trainer:
         cfg: the resolved config.
         run_dir: output directory (created); holds metrics.jsonl, checkpoint.pt, config.toml.
         resume: continue from ``run_dir/checkpoint.pt`` (from step 0 when there is none yet).
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar (with the phase of a step that takes over 2 s).
         tensorboard: also write every metric as TensorBoard scalars to ``run_dir/tb`` (needs the
             ``tensorboard`` package: ``pip install mgrpo-sim[tensorboard]``).
+        config_text: the resolved config as TOML (default for a new run:
+            ``experiments.config.dump_toml(cfg)``): written to ``run_dir/config.toml`` once the
+            directory is locked (and, for a new run, compared with a ``config.toml`` already
+            there).
+
+    One writer per run directory: the trainer locks ``run_dir`` when it is made (before any
+    work) and holds the lock until :meth:`train` returns or raises, :meth:`close` is called, or
+    the process ends; another writer meanwhile gets :class:`RunDirError` (a ``ConfigError``:
+    exit 2 from the CLI) naming the holder's pid. A new run (``resume=False``) refuses a
+    directory with another run's files; stale temporary checkpoint files are deleted
+    (``experiments.lock.acquire_run_dir``). A step that stops on bad numbers raises
+    :class:`TrainingError` naming the step, the role and the quantity, and saying which
+    checkpoint it left (the failed step never writes one).
 
     The learner's attributes (``policies``, ``roles``, ``step``, ``evaluate()``, ...) are
     reachable on the trainer too.
     """
+
+    _lock: RunDirLock | None = None
+    progress_delay_s: float = 2.0
+    """a step running longer than this shows its phase on the progress bar"""
 
     def __init__(
         self,
@@ -79,19 +151,31 @@ class Trainer:
         resume: bool = False,
         progress: bool = True,
         tensorboard: bool = False,
+        config_text: str | None = None,
     ) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if config_text is None and not resume:  # from Python: the run dir still gets its config
+            from experiments.config import dump_toml
+
+            config_text = dump_toml(cfg)
+        self._lock = acquire_run_dir(self.run_dir, resume=resume, config_text=config_text)
         self.progress = progress
         self.tensorboard = tensorboard
-        roles = list(dict.fromkeys(["main", *cfg.roles]))
-        self.learner = Learner(cfg, role_params=_role_params(cfg, roles))
         self._stop = False
-        if resume:
-            if (self.run_dir / CHECKPOINT).exists():
-                self.learner.load_state_dict(load_checkpoint(self.run_dir))
-            truncate_metrics(self.run_dir, self.learner.step)  # rows of completed updates
+        self._ckpt_step: int | None = None
+        """the step of the checkpoint in run_dir written or loaded by this trainer"""
+        try:
+            roles = list(dict.fromkeys(["main", *cfg.roles]))
+            self.learner = Learner(cfg, role_params=_role_params(cfg, roles))
+            if resume:
+                if (self.run_dir / CHECKPOINT).exists():
+                    self.learner.load_state_dict(load_checkpoint(self.run_dir))
+                    self._ckpt_step = self.learner.step
+                truncate_metrics(self.run_dir, self.learner.step)  # rows of completed updates
+        except BaseException:
+            self.close()
+            raise
 
     def __getattr__(self, name: str) -> Any:
         if name == "learner":  # not yet built
@@ -99,31 +183,78 @@ class Trainer:
         return getattr(self.learner, name)
 
     # ------------------------------------------------------------------ public
+    def close(self) -> None:
+        """Release the run directory (idempotent; :meth:`train` releases it when it ends)."""
+        if self._lock is not None:
+            self._lock.release()
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def train(self) -> Path:
-        """Run until ``cfg.steps`` steps; returns the run directory."""
+        """Run until ``cfg.steps`` steps; returns the run directory. The run directory stays
+        locked while it runs and is released on any exit."""
+        if self._lock is None or not self._lock.held:  # a second train() of this trainer
+            self._lock = acquire_run_dir(self.run_dir, resume=True)
+        with self._lock:
+            return self._train()
+
+    def train_step(self, on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """One step of the learner (no files written); its metrics row. A
+        :class:`TrainingError` says which checkpoint of ``run_dir`` is left."""
+        failed = self.learner.step + 1
+        try:
+            return self.learner.train_step(on_progress)
+        except TrainingError as e:
+            raise TrainingError(f"{e}; {self._checkpoint_note(failed)}") from e
+
+    def _checkpoint_note(self, failed: int) -> str:
+        """What a failed step leaves behind: true about ``run_dir/checkpoint.pt``."""
+        d = self.run_dir
+        if self._ckpt_step is not None and (d / CHECKPOINT).is_file():
+            return (
+                f"the last checkpoint (step {self._ckpt_step}) in {d} is intact; resume from it "
+                f"with a changed setting: mgrpo train --resume --out {d} --set KEY=VALUE"
+            )
+        return (
+            f"no checkpoint was written in {d} (the run failed at step {failed}, before its "
+            "first checkpoint)"
+        )
+
+    def _train(self) -> Path:
         cfg, lr = self.cfg, self.learner
-        if lr.oracle_success is None and cfg.eval.oracle_episodes > 0:
-            lr.oracle_success = lr.oracle()
-        old = signal.getsignal(signal.SIGINT)
-        signal.signal(signal.SIGINT, self._on_sigint)
-        bar = None
-        writer = None
-        if self.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as e:
-                raise RuntimeError(
-                    "tensorboard output needs the tensorboard package: "
-                    "pip install 'mgrpo-sim[tensorboard]'"
-                ) from e
-            writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=lr.step + 1)
+        bar = ticker = writer = None
+        old_handler, installed = None, False
         try:
             if self.progress:
                 from tqdm import tqdm
 
                 bar = tqdm(total=cfg.steps, initial=lr.step, desc="train", unit="step")
+                ticker = _PhaseTicker(bar, self.progress_delay_s).__enter__()
+            if lr.oracle_success is None and cfg.eval.oracle_episodes > 0:
+                if ticker is not None:
+                    n = cfg.eval.oracle_episodes
+                    ticker.begin("oracle reference", f"{n} held-out episodes")
+                from experiments.oracle_cache import cached_oracle
+
+                def log(msg: str) -> None:
+                    if bar is not None:
+                        bar.write(msg)
+
+                lr.oracle_success = cached_oracle(cfg, lr.oracle, log)
+            if self.tensorboard:
+                writer = _summary_writer(self.run_dir, lr.step)
+            old_handler, installed = signal.getsignal(signal.SIGINT), True
+            signal.signal(signal.SIGINT, self._on_sigint)
             while lr.step < cfg.steps:
-                row = lr.train_step()
+                if ticker is not None:
+                    ticker.begin(f"step {lr.step + 1}")
+                row = self.train_step(ticker)
+                if ticker is not None:
+                    ticker.end()
                 append_metrics(self.run_dir, row)
                 if writer is not None:
                     for k, v in row.items():
@@ -141,7 +272,10 @@ class Trainer:
                 if self._stop:
                     raise KeyboardInterrupt
         finally:
-            signal.signal(signal.SIGINT, old)
+            if ticker is not None:
+                ticker.__exit__()
+            if installed:
+                signal.signal(signal.SIGINT, old_handler)
             if writer is not None:
                 writer.close()
             if bar is not None:
@@ -160,4 +294,6 @@ class Trainer:
 
     def save(self) -> Path:
         """Write the checkpoint atomically; returns its path."""
-        return save_checkpoint(self.run_dir, self.state())
+        path = save_checkpoint(self.run_dir, self.state())
+        self._ckpt_step = self.learner.step
+        return path

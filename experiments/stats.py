@@ -3,13 +3,16 @@
 A *run dir* holds ``config.toml`` (the resolved config) and ``metrics.jsonl`` (one JSON object per
 training step, DESIGN §6). :func:`find_runs` expands directories to the run dirs under them,
 :func:`load_run` reads one (a missing or corrupt one raises ``ValueError`` naming the path and the
-problem), :func:`group_runs` groups them by ``(env id, variant)``, and :func:`summary_table`
-computes one row per group:
+problem), :func:`~experiments.grouping.group_runs` groups them into lines (runs of one env,
+variant and configuration, over seeds; see :mod:`experiments.grouping`), and
+:func:`summary_table` computes one row per line:
 
 ========================  ========================================================================
 column                    meaning
 ========================  ========================================================================
-``n_seeds``               runs in the group (one per seed)
+``config``                the keys that set the line apart from other lines of its variant
+                          (``D=4, w=0.3``); only when some variant has several configurations
+``n_seeds``               runs in the line (one per seed)
 ``steps``                 training steps of the longest run (``steps_min`` of the shortest)
 ``samples``               episodes of the longest run (``steps x B x K``)
 ``final_success``         ``eval/success_greedy`` at each run's last evaluation: mean over seeds,
@@ -29,7 +32,9 @@ column                    meaning
 ``align_empty``
 ``sim_time``              ``eval/sim_time`` (simulated completion time of an episode) at the last
                           evaluation, mean over seeds; ``sim_time_ratio`` = / the baseline's
-``diff_vs_baseline``      ``final_success`` minus the baseline variant's (same env)
+``diff_vs_baseline``      ``final_success`` minus the baseline's: the baseline variant's line of
+                          the same env (when that variant has several lines, the one whose
+                          differing keys have the row's values; none matches: None)
 ``p_value``               Welch t-test of final success vs the baseline variant
                           (``scipy.stats.ttest_ind(equal_var=False)``); None ("n/a") when either
                           side has < 2 seeds, both have zero variance, or the test is undefined
@@ -42,8 +47,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import tomllib
 from collections.abc import Iterable, Sequence
@@ -55,6 +58,8 @@ import numpy as np
 from scipy import stats as sps
 
 from experiments.checkpoint import read_metrics
+from experiments.grouping import Line, group_runs, matches
+from experiments.tables import columns, format_markdown, write_summary
 
 __all__ = [
     "Run",
@@ -62,6 +67,7 @@ __all__ = [
     "load_run",
     "load_runs",
     "group_runs",
+    "Line",
     "roles_of",
     "ema",
     "ema_weight",
@@ -76,6 +82,7 @@ __all__ = [
     "summary_table",
     "write_summary",
     "format_markdown",
+    "columns",
     "COUNTERS",
 ]
 
@@ -128,10 +135,10 @@ class Run:
         """``(x, y)`` of ``key`` over the rows that have it (finite values only); ``x`` is the
         1-based training step (updates done when the row was logged)."""
         xs, ys = [], []
-        for r in self.rows:
+        for i, r in enumerate(self.rows):
             v = r.get(key)
             if isinstance(v, int | float) and math.isfinite(v):
-                xs.append(int(r.get("step", len(xs) + 1)))
+                xs.append(int(r.get("step", i + 1)))
                 ys.append(float(v))
         return np.asarray(xs, dtype=int), np.asarray(ys, dtype=float)
 
@@ -195,25 +202,6 @@ def load_run(path: str | Path) -> Run:
 def load_runs(paths: Iterable[str | Path]) -> list[Run]:
     """:func:`find_runs` then :func:`load_run` on each."""
     return [load_run(p) for p in find_runs(paths)]
-
-
-def group_runs(runs: Iterable[Run]) -> dict[tuple[str, str], list[Run]]:
-    """``(env id, variant) -> runs`` (sorted by seed), keys sorted by env then variant order."""
-    groups: dict[tuple[str, str], list[Run]] = {}
-    for r in runs:
-        groups.setdefault((r.env_id, r.variant), []).append(r)
-    order = {v: i for i, v in enumerate(_variant_order())}
-    keys = sorted(groups, key=lambda k: (k[0], order.get(k[1], len(order)), k[1]))
-    return {k: sorted(groups[k], key=lambda r: (r.seed, str(r.path))) for k in keys}
-
-
-def _variant_order() -> list[str]:
-    try:
-        from sim.config import VARIANTS
-
-        return list(VARIANTS)
-    except ImportError:  # pragma: no cover
-        return ["mgrpo"]
 
 
 def roles_of(runs: Iterable[Run]) -> list[str]:
@@ -331,51 +319,23 @@ def _nanmean(values: Iterable[float]) -> float:
 def summary_table(
     runs: Iterable[Run], baseline: str = "mgrpo", threshold: float = 0.9
 ) -> list[dict[str, Any]]:
-    """One row per ``(env, variant)``; the columns are described in the module docstring.
-    ``dk_<role>`` columns exist for the specialist roles of the env."""
+    """One row per line (:func:`~experiments.grouping.group_runs`: env, variant and config);
+    the columns are described in the module docstring. ``dk_<role>`` columns exist for the
+    specialist roles of the env. Each row also holds ``line`` (its label) and ``baseline_line``
+    (the label of the line it is compared against, or None); neither is written."""
     groups = group_runs(runs)
+    several = any(line.differs for line in groups)
     table: list[dict[str, Any]] = []
-    for (env, variant), rs in groups.items():
-        fs = [final_success(r) for r in rs]
-        m, lo, hi = mean_ci(fs)
-        reached = [s for s in (steps_to_threshold(r, threshold) for r in rs) if s is not None]
-        spec = specialists_of(rs)
-        B, K = max((r.batch for r in rs), key=lambda bk: bk[0] * bk[1])
-        row: dict[str, Any] = {
-            "env": env,
-            "variant": variant,
-            "n_seeds": len(rs),
-            "steps": max(r.steps for r in rs),
-            "steps_min": min(r.steps for r in rs),
-            "samples": max(r.steps for r in rs) * B * K,
-            "final_success": m,
-            "final_success_lo": lo,
-            "final_success_hi": hi,
-            "final_success_sampled": _nanmean(final_success(r, "eval/success") for r in rs),
-            "auc": _nanmean(auc(r) for r in rs),
-            "steps_to_threshold": float(np.mean(reached)) if reached else None,
-            "reached": len(reached),
-            "reward_change_std": _nanmean(reward_change_std(r) for r in rs),
-            "worst_drawdown": _nanmean(worst_drawdown(r) for r in rs),
-        }
-        for role in spec:
-            row[f"dk_{role}"] = _nanmean(_mean_key(r, f"{role}/calls_mean") for r in rs)
-        for c in COUNTERS:
-            per_run = []
-            for r in rs:
-                tot = [sum(float(x.get(f"{s}/{c}", 0.0)) for s in spec) for x in r.rows]
-                per_run.append(float(np.mean(tot)) if spec else math.nan)
-            row[c] = _nanmean(per_run)
-        row["sim_time"] = _nanmean(final_success(r, "eval/sim_time") for r in rs)
-        for extra in ("eval/category_error_rate", "eval/constraints_kept"):
-            if any(extra in x for r in rs for x in r.rows):
-                row["final_" + extra.split("/")[1]] = _nanmean(final_success(r, extra) for r in rs)
-        row["_final"] = fs  # per-seed values, for the tests below; not written
+    for line, rs in groups.items():
+        row = _line_row(line, rs, threshold)
+        if several:
+            row = {"env": row.pop("env"), "variant": row.pop("variant"), "config": line.config,
+                   **row}  # fmt: skip
         table.append(row)
-    # comparisons with the baseline of the same env
-    base = {row["env"]: row for row in table if row["variant"] == baseline}
-    for row in table:
-        b = base.get(row["env"])
+    # comparisons with the baseline line of the same env
+    for row, line in zip(table, groups, strict=True):
+        b = _baseline_row(line, groups, table, baseline)
+        row["baseline_line"] = None if b is None else b["line"]
         if b is None:
             row["sim_time_ratio"] = row["diff_vs_baseline"] = row["p_value"] = None
             continue
@@ -387,108 +347,53 @@ def summary_table(
     return table
 
 
-# ----------------------------------------------------------------------------------- output
-_ORDER = [
-    "env", "variant", "n_seeds", "steps", "steps_min", "samples", "final_success",
-    "final_success_lo", "final_success_hi", "diff_vs_baseline", "p_value",
-    "final_success_sampled", "auc", "steps_to_threshold", "reached", "reward_change_std",
-    "worst_drawdown",
-]  # fmt: skip
-_TAIL = ["sim_time", "sim_time_ratio", "final_category_error_rate", "final_constraints_kept"]
+def _baseline_row(
+    line: Line, groups: dict[Line, list[Run]], table: list[dict[str, Any]], baseline: str
+) -> dict[str, Any] | None:
+    """The row of ``line``'s baseline: the only ``baseline`` line of its env, or the one whose
+    differing keys have ``line``'s values (None if none or several match)."""
+    lines = list(groups)
+    cands = [i for i, b in enumerate(lines) if b.env == line.env and b.variant == baseline]
+    if len(cands) > 1:
+        cands = [i for i in cands if matches(lines[i], groups[line][0])]
+    return table[cands[0]] if len(cands) == 1 else None
 
 
-def columns(table: Sequence[dict[str, Any]]) -> list[str]:
-    """All columns of ``table`` in a stable order (the fixed ones, then ``dk_<role>`` and the
-    counters, then completion time and env-specific ones); per-seed lists excluded."""
-    keys: list[str] = []
-    for row in table:
-        keys += [k for k in row if k not in keys and k != "final_success_seeds"]
-    mid = [k for k in keys if k not in _ORDER and k not in _TAIL]
-    return [k for k in _ORDER if k in keys] + mid + [k for k in _TAIL if k in keys]
-
-
-def _fmt(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        return "n/a" if math.isnan(v) else f"{v:.{digits}g}" if abs(v) >= 1000 else f"{v:.3f}"
-    return str(v)
-
-
-def format_markdown(table: Sequence[dict[str, Any]], baseline: str = "mgrpo") -> str:
-    """A Markdown table per env (a header line ``### <env>`` before each when there are several):
-    final success as ``mean [lo, hi]``, p-values with 3 decimals, ``n/a`` where undefined and
-    ``-`` on the ``baseline`` row."""
-    out: list[str] = []
-    envs = list(dict.fromkeys(r["env"] for r in table))
-    for env in envs:
-        rows = [r for r in table if r["env"] == env]
-        hidden = ("env", "final_success_lo", "final_success_hi", "reached", "steps_min")
-        cols = [c for c in columns(rows) if c not in hidden]
-        heads = [_HEADS.get(c, f"d_k {c[3:]}" if c.startswith("dk_") else c) for c in cols]
-        if len(envs) > 1:
-            out += [f"### {env}", ""]
-        out.append("| " + " | ".join(heads) + " |")
-        out.append("|" + "|".join("---" if c == "variant" else "---:" for c in cols) + "|")
-        for r in rows:
-            cells = []
-            for c in cols:
-                v = r.get(c)
-                if c == "final_success":
-                    ci = (r["final_success_lo"], r["final_success_hi"])
-                    ci_s = "" if math.isnan(ci[0]) else f" [{ci[0]:.3f}, {ci[1]:.3f}]"
-                    cells.append(_fmt(v) + ci_s)
-                elif c == "steps":
-                    lo_s = r.get("steps_min", v)
-                    cells.append(str(v) if lo_s == v else f"{lo_s}-{v}")
-                elif c == "steps_to_threshold":
-                    cells.append(_fmt(v) + f" ({r['reached']}/{r['n_seeds']})")
-                elif c in ("p_value", "diff_vs_baseline") and r["variant"] == baseline:
-                    cells.append("-")
-                else:
-                    cells.append(_fmt(v))
-            out.append("| " + " | ".join(cells) + " |")
-        out.append("")
-    return "\n".join(out)
-
-
-_HEADS = {
-    "n_seeds": "seeds", "steps_min": "steps (min)", "samples": "episodes",
-    "final_success": "final success (greedy, 95% CI)",
-    "final_success_sampled": "final success (sampled)", "auc": "AUC",
-    "steps_to_threshold": "steps to threshold (seeds reached)",
-    "reward_change_std": "std of reward change", "worst_drawdown": "worst drawdown (EMA)",
-    "align_duplicated": "duplicated/step", "align_dropped": "dropped/step",
-    "align_empty": "empty/step", "sim_time": "sim time", "sim_time_ratio": "sim time / baseline",
-    "diff_vs_baseline": "diff vs baseline", "p_value": "Welch p",
-    "final_category_error_rate": "category errors (eval)",
-    "final_constraints_kept": "constraints kept (eval)",
-}  # fmt: skip
-
-
-def write_summary(
-    table: Sequence[dict[str, Any]], out_dir: str | Path, baseline: str = "mgrpo"
-) -> tuple[Path, Path]:
-    """Write ``summary.csv`` (every column, empty cell for None/NaN, plus the per-seed final
-    successes as a JSON list) and ``summary.md`` (:func:`format_markdown`) into ``out_dir``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cols = [*columns(table), "final_success_seeds"]
-    csv_path = out_dir / "summary.csv"
-    with csv_path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(cols)
-        for r in table:
-            cells = []
-            for c in cols:
-                v = r.get(c)
-                if c == "final_success_seeds":
-                    cells.append(json.dumps(v))
-                elif v is None or (isinstance(v, float) and math.isnan(v)):
-                    cells.append("")
-                else:
-                    cells.append(v)
-            w.writerow(cells)
-    md_path = out_dir / "summary.md"
-    md_path.write_text(format_markdown(table, baseline))
-    return csv_path, md_path
+def _line_row(line: Line, rs: list[Run], threshold: float) -> dict[str, Any]:
+    fs = [final_success(r) for r in rs]
+    m, lo, hi = mean_ci(fs)
+    reached = [s for s in (steps_to_threshold(r, threshold) for r in rs) if s is not None]
+    spec = specialists_of(rs)
+    B, K = max((r.batch for r in rs), key=lambda bk: bk[0] * bk[1])
+    row: dict[str, Any] = {
+        "env": line.env,
+        "variant": line.variant,
+        "n_seeds": len(rs),
+        "steps": max(r.steps for r in rs),
+        "steps_min": min(r.steps for r in rs),
+        "samples": max(r.steps for r in rs) * B * K,
+        "final_success": m,
+        "final_success_lo": lo,
+        "final_success_hi": hi,
+        "final_success_sampled": _nanmean(final_success(r, "eval/success") for r in rs),
+        "auc": _nanmean(auc(r) for r in rs),
+        "steps_to_threshold": float(np.mean(reached)) if reached else None,
+        "reached": len(reached),
+        "reward_change_std": _nanmean(reward_change_std(r) for r in rs),
+        "worst_drawdown": _nanmean(worst_drawdown(r) for r in rs),
+    }
+    for role in spec:
+        row[f"dk_{role}"] = _nanmean(_mean_key(r, f"{role}/calls_mean") for r in rs)
+    for c in COUNTERS:
+        per_run = []
+        for r in rs:
+            tot = [sum(float(x.get(f"{s}/{c}", 0.0)) for s in spec) for x in r.rows]
+            per_run.append(float(np.mean(tot)) if spec else math.nan)
+        row[c] = _nanmean(per_run)
+    row["sim_time"] = _nanmean(final_success(r, "eval/sim_time") for r in rs)
+    for extra in ("eval/category_error_rate", "eval/constraints_kept"):
+        if any(extra in x for r in rs for x in r.rows):
+            row["final_" + extra.split("/")[1]] = _nanmean(final_success(r, extra) for r in rs)
+    row["line"] = line.label
+    row["_final"] = fs  # per-seed values, for the comparisons; not written
+    return row

@@ -1,22 +1,21 @@
 """Training configuration: one dataclass per TOML section, every field documented and checked.
 
 TOML keys are the field names (``algo.group_size``, ``roles.sub.frozen``, ...). Each
-``__post_init__`` raises ``ValueError`` naming the key, the bad value and what is allowed.
+``__post_init__`` raises ``ValueError`` naming the key, the bad value and what is allowed. Every
+number has a documented maximum (``<= ...`` in its docstring), chosen so that a run cannot take
+for ever or exhaust memory unnoticed; booleans are not integers (``adv.ddof = true`` is refused).
+Importing this module loads no torch: the registries of names (``adv.scale``, ``loss.agg``,
+``policy.kind``, ...) are read when a config is validated.
 Variants (DESIGN §3.6) are named presets of keys, applied by :func:`apply_variant`; an explicit key
 that contradicts the chosen variant is an error.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
-
-from policies.registry import policy_kinds
-from sim.advantages import ADV_SCALES, SUB_GROUPINGS
-from sim.alignment import ALIGN_MODES
-from sim.loss import LOSS_AGG_MODES, RATIO_LEVELS
-from sim.rewards import SUB_REWARD_FORMS
 
 __all__ = [
     "VARIANTS",
@@ -34,6 +33,14 @@ __all__ = [
 ]
 
 
+SEED_MAX = 2**32 - 1
+"""the largest ``seed`` (policies and evaluation streams derive larger seeds from it)"""
+STEPS_MAX = 10_000_000
+"""the largest ``steps``, ``checkpoint_every`` and ``eval.every``"""
+EPISODES_PER_STEP_MAX = 2**20
+"""the most episodes of one step: ``algo.queries_per_step x algo.group_size``"""
+
+
 def _fail(key: str, value: Any, allowed: str) -> None:
     raise ValueError(f"{key} = {value!r} is invalid; allowed: {allowed}")
 
@@ -43,7 +50,7 @@ def _int(key: str, value: Any, low: int, high: int | None = None) -> None:
     if ok and high is not None:
         ok = value <= high
     if not ok:
-        _fail(key, value, f"an integer >= {low}" + (f" and <= {high}" if high else ""))
+        _fail(key, value, f"an integer >= {low}" + (f" and <= {high:_}" if high else ""))
 
 
 def _num(key: str, value: Any, low: float, high: float = math.inf, low_open=False) -> None:
@@ -55,8 +62,60 @@ def _num(key: str, value: Any, low: float, high: float = math.inf, low_open=Fals
 
 
 def _choice(key: str, value: Any, allowed) -> None:
-    if value not in allowed:
-        _fail(key, value, ", ".join(repr(a) for a in allowed))
+    """``value`` must equal one of ``allowed`` and have its type (``True`` is not ``1``)."""
+    if any(type(value) is type(a) and value == a for a in allowed):
+        return
+    if isinstance(allowed, _Registry):  # not a built-in name: ask the registry itself
+        allowed = allowed._full()
+        if isinstance(value, str) and value in allowed:
+            return
+    _fail(key, value, ", ".join(repr(a) for a in allowed))
+
+
+BUILTIN_NAMES: dict[str, tuple[str, ...]] = {
+    "sim.alignment.ALIGN_MODES": ("duplicate_drop", "balanced", "mask", "none"),
+    "sim.advantages.ADV_SCALES": ("group", "batch", "none"),
+    "sim.advantages.SUB_GROUPINGS": ("per_query", "per_invocation", "queue_window"),
+    "sim.loss.LOSS_AGG_MODES": (
+        "seq-mean-token-mean",
+        "token-mean",
+        "seq-mean-token-sum",
+        "seq-mean-token-sum-norm",
+    ),
+    "sim.loss.RATIO_LEVELS": ("token", "sequence", "sequence_mean"),
+    "sim.rewards.SUB_REWARD_FORMS": ("linear", "gated", "global_only", "local_only"),
+    "policies.registry.policy_kinds": ("mlp",),
+}
+"""the names every registry holds from the start (a test checks them against the registries):
+a config using only these validates without importing torch; any other name is looked up in the
+registry itself (which may hold names registered by the user)"""
+
+
+class _Registry(tuple):
+    """The names of one registry, read lazily: ``in`` answers built-in names without importing
+    the registry's module; iteration (error messages) and other names import it."""
+
+    def __new__(cls, qualname: str) -> _Registry:
+        obj = super().__new__(cls, BUILTIN_NAMES[qualname])
+        obj.qualname = qualname
+        return obj
+
+    def _full(self) -> tuple[str, ...]:
+        module, _, name = self.qualname.rpartition(".")
+        value = getattr(importlib.import_module(module), name)
+        return tuple(value() if callable(value) else value)
+
+
+def _names(module: str, name: str) -> _Registry:
+    """A registry's names (``sim.loss.LOSS_AGG_MODES``), imported only for non-built-in names."""
+    return _Registry(f"{module}.{name}")
+
+
+def policy_kinds() -> tuple[str, ...]:
+    """The registered policy kinds (:func:`policies.registry.policy_kinds`)."""
+    from policies.registry import policy_kinds as kinds
+
+    return kinds()
 
 
 @dataclass
@@ -78,25 +137,33 @@ class EnvConfig:
 @dataclass
 class AlgoConfig:
     queries_per_step: int = 32
-    """B: queries sampled per training step"""
+    """B: queries sampled per training step (<= 65_536; B x K <= 2**20)"""
     group_size: int = 8
-    """K: rollouts per query (>= 2; the paper uses 8)"""
+    """K: rollouts per query (>= 2, <= 1024; the paper uses 8)"""
     align_target: int = 8
-    """D: sub-agent rows per rollout after alignment (the paper's D_max = 8)"""
+    """D: sub-agent rows per rollout after alignment (the paper's D_max = 8; <= 1024)"""
     align_mode: str = "duplicate_drop"
     """``duplicate_drop`` (paper), ``balanced``, ``mask`` or ``none`` (ragged)"""
     sub_grouping: str = "per_query"
     """sub-agent advantage groups: ``per_query`` (paper), ``per_invocation``, ``queue_window``"""
     queue_lag: int = 0
-    """steps between collecting sub-agent data and training on it (``async_queue`` needs >= 1)"""
+    """steps between collecting sub-agent data and training on it (``async_queue`` needs >= 1;
+    <= 1000; other variants train on-policy: 0)"""
 
     def __post_init__(self) -> None:
-        _int("algo.queries_per_step", self.queries_per_step, 1)
-        _int("algo.group_size", self.group_size, 2)
-        _int("algo.align_target", self.align_target, 1)
-        _choice("algo.align_mode", self.align_mode, ALIGN_MODES)
-        _choice("algo.sub_grouping", self.sub_grouping, SUB_GROUPINGS)
-        _int("algo.queue_lag", self.queue_lag, 0)
+        _int("algo.queries_per_step", self.queries_per_step, 1, 65_536)
+        _int("algo.group_size", self.group_size, 2, 1024)
+        _int("algo.align_target", self.align_target, 1, 1024)
+        _choice("algo.align_mode", self.align_mode, _names("sim.alignment", "ALIGN_MODES"))
+        _choice("algo.sub_grouping", self.sub_grouping, _names("sim.advantages", "SUB_GROUPINGS"))
+        _int("algo.queue_lag", self.queue_lag, 0, 1000)
+        n = self.queries_per_step * self.group_size
+        if n > EPISODES_PER_STEP_MAX:
+            _fail(
+                "algo.queries_per_step x algo.group_size",
+                n,
+                f"at most {EPISODES_PER_STEP_MAX:_} episodes per step",
+            )
 
 
 @dataclass
@@ -104,25 +171,25 @@ class AdvConfig:
     ddof: int = 0
     """0: population std (paper); 1: sample std (TRL/verl)"""
     eps: float = 1e-6
-    """added to the std in the advantage denominator"""
+    """added to the std in the advantage denominator (<= 1)"""
     scale: str = "group"
     """``group`` (own std), ``batch`` (std over the role's batch) or ``none`` (mean only)"""
     std_floor: float = 1e-6
-    """groups with std <= std_floor get advantage 0"""
+    """groups with std <= std_floor get advantage 0 (<= 1)"""
 
     def __post_init__(self) -> None:
         _choice("adv.ddof", self.ddof, (0, 1))
-        _num("adv.eps", self.eps, 0.0)
-        _choice("adv.scale", self.scale, ADV_SCALES)
-        _num("adv.std_floor", self.std_floor, 0.0)
+        _num("adv.eps", self.eps, 0.0, 1.0)
+        _choice("adv.scale", self.scale, _names("sim.advantages", "ADV_SCALES"))
+        _num("adv.std_floor", self.std_floor, 0.0, 1.0)
 
 
 @dataclass
 class RewardConfig:
     alpha: tuple[float, float] = (0.1, 0.9)
-    """main reward ``R_M = f_M (a1 + a2 c_M)``"""
+    """main reward ``R_M = f_M (a1 + a2 c_M)`` (each in [0, 100])"""
     beta: tuple[float, float, float] = (0.1, 0.4, 0.5)
-    """sub reward ``R_S = f_S (b1 + b2 c_M + b3 e_S)`` (form ``linear``)"""
+    """sub reward ``R_S = f_S (b1 + b2 c_M + b3 e_S)`` (form ``linear``; each in [0, 100])"""
     local_share: float | None = None
     """w = b3 / (b2 + b3) in [0, 1]; when set, b2 and b3 are derived from it with b1 kept"""
     form: str = "linear"
@@ -131,13 +198,13 @@ class RewardConfig:
     def __post_init__(self) -> None:
         for key, vals, n in (("reward.alpha", self.alpha, 2), ("reward.beta", self.beta, 3)):
             if not isinstance(vals, list | tuple) or len(vals) != n:
-                _fail(key, vals, f"a list of {n} numbers >= 0")
+                _fail(key, vals, f"a list of {n} numbers in [0, 100]")
             for v in vals:
-                _num(key, v, 0.0)
+                _num(key, v, 0.0, 100.0)
         self.alpha, self.beta = tuple(self.alpha), tuple(self.beta)
         if self.local_share is not None:
             _num("reward.local_share", self.local_share, 0.0, 1.0)
-        _choice("reward.form", self.form, tuple(SUB_REWARD_FORMS))
+        _choice("reward.form", self.form, _names("sim.rewards", "SUB_REWARD_FORMS"))
 
     def betas(self) -> tuple[float, float, float]:
         """The effective (b1, b2, b3)."""
@@ -151,67 +218,69 @@ class RewardConfig:
 @dataclass
 class LossConfig:
     eps_low: float = 0.2
-    """lower clip range (released scripts: 0.2)"""
+    """lower clip range (released scripts: 0.2; < 1)"""
     eps_high: float = 0.28
-    """upper clip range (released scripts: 0.28)"""
+    """upper clip range (released scripts: 0.28; <= 10)"""
     agg: str = "seq-mean-token-mean"
     """loss aggregation (verl names): seq-mean-token-mean, token-mean, seq-mean-token-sum,
     seq-mean-token-sum-norm"""
     ratio_level: str = "token"
     """``token``, ``sequence`` (paper) or ``sequence_mean`` (GSPO)"""
     kl_coef: float = 0.0
-    """k3 KL penalty to the initial policy (0 disables it)"""
+    """k3 KL penalty to the initial policy (0 disables it; <= 100)"""
     entropy_coef: float = 0.0
-    """entropy bonus"""
+    """entropy bonus (<= 100)"""
 
     def __post_init__(self) -> None:
         _num("loss.eps_low", self.eps_low, 0.0, 0.999)
-        _num("loss.eps_high", self.eps_high, 0.0)
-        _choice("loss.agg", self.agg, LOSS_AGG_MODES)
-        _choice("loss.ratio_level", self.ratio_level, RATIO_LEVELS)
-        _num("loss.kl_coef", self.kl_coef, 0.0)
-        _num("loss.entropy_coef", self.entropy_coef, 0.0)
+        _num("loss.eps_high", self.eps_high, 0.0, 10.0)
+        _choice("loss.agg", self.agg, _names("sim.loss", "LOSS_AGG_MODES"))
+        _choice("loss.ratio_level", self.ratio_level, _names("sim.loss", "RATIO_LEVELS"))
+        _num("loss.kl_coef", self.kl_coef, 0.0, 100.0)
+        _num("loss.entropy_coef", self.entropy_coef, 0.0, 100.0)
 
 
 @dataclass
 class OptimConfig:
     lr: float = 3e-3
-    """Adam learning rate (> 0)"""
+    """Adam learning rate (> 0, <= 10)"""
     mu: int = 2
-    """epochs over each step's data"""
+    """epochs over each step's data (<= 1000)"""
     minibatches: int = 2
-    """minibatches per epoch (per role)"""
+    """minibatches per epoch (per role; <= 4096)"""
     max_grad_norm: float = 1.0
-    """gradient clipping (global norm; 0 disables it)"""
+    """gradient clipping (global norm; 0 disables it; <= 1e12)"""
     param_norm_limit: float = 1e4
     """divergence guard: stop the run when a role's parameter norm (global L2) exceeds this
-    (0 disables it)"""
+    (0 disables it; <= 1e12)"""
     grad_norm_limit: float = 1e6
     """divergence guard: stop the run when a role's gradient norm before clipping exceeds this
-    (0 disables it)"""
+    (0 disables it; <= 1e12)"""
 
     def __post_init__(self) -> None:
-        _num("optim.lr", self.lr, 0.0, low_open=True)
-        _int("optim.mu", self.mu, 1)
-        _int("optim.minibatches", self.minibatches, 1)
-        _num("optim.max_grad_norm", self.max_grad_norm, 0.0)
-        _num("optim.param_norm_limit", self.param_norm_limit, 0.0)
-        _num("optim.grad_norm_limit", self.grad_norm_limit, 0.0)
+        _num("optim.lr", self.lr, 0.0, 10.0, low_open=True)
+        _int("optim.mu", self.mu, 1, 1000)
+        _int("optim.minibatches", self.minibatches, 1, 4096)
+        _num("optim.max_grad_norm", self.max_grad_norm, 0.0, 1e12)
+        _num("optim.param_norm_limit", self.param_norm_limit, 0.0, 1e12)
+        _num("optim.grad_norm_limit", self.grad_norm_limit, 0.0, 1e12)
 
 
 @dataclass
 class EvalConfig:
     every: int = 20
-    """evaluate on held-out queries every this many steps (and at the first and last step)"""
+    """evaluate on held-out queries every this many steps (and at the first and last step;
+    <= 10_000_000)"""
     episodes: int = 256
-    """held-out episodes per evaluation"""
+    """held-out episodes per evaluation (<= 65_536)"""
     oracle_episodes: int = 2000
-    """held-out episodes for the oracle reference (``eval/oracle_fraction``); 0 skips it"""
+    """held-out episodes for the oracle reference (``eval/oracle_fraction``); 0 skips it
+    (<= 100_000)"""
 
     def __post_init__(self) -> None:
-        _int("eval.every", self.every, 1)
-        _int("eval.episodes", self.episodes, 1)
-        _int("eval.oracle_episodes", self.oracle_episodes, 0)
+        _int("eval.every", self.every, 1, STEPS_MAX)
+        _int("eval.episodes", self.episodes, 1, 65_536)
+        _int("eval.oracle_episodes", self.oracle_episodes, 0, 100_000)
 
 
 @dataclass
@@ -219,13 +288,13 @@ class PolicyConfig:
     kind: str = "mlp"
     """policy kind, from the registry ``policies.registry`` (``mlp``: small torch policies)"""
     hidden: int = 64
-    """hidden width of the MLP policies"""
+    """hidden width of the MLP policies (<= 4096)"""
     shared: bool = False
     """one module for all roles (per-role encoders and heads around a shared trunk)"""
 
     def __post_init__(self) -> None:
-        _choice("policy.kind", self.kind, policy_kinds())
-        _int("policy.hidden", self.hidden, 1)
+        _choice("policy.kind", self.kind, _names("policies.registry", "policy_kinds"))
+        _int("policy.hidden", self.hidden, 1, 4096)
         _choice("policy.shared", self.shared, (True, False))
 
 
@@ -234,18 +303,23 @@ class RoleConfig:
     frozen: bool = False
     """do not train this role (its policy still acts)"""
     init_from: str | None = None
-    """a run directory whose last checkpoint supplies this role's policy parameters"""
+    """a run directory whose last checkpoint supplies this role's policy parameters (a string;
+    checked before training: it must hold a checkpoint with this role)"""
     align_target: int | None = None
-    """this role's D (default ``algo.align_target``)"""
+    """this role's D (default ``algo.align_target``; <= 1024)"""
     lr: float | None = None
-    """this role's learning rate (default ``optim.lr``)"""
+    """this role's learning rate (default ``optim.lr``; <= 10; not for a frozen role)"""
 
     def __post_init__(self) -> None:
         _choice("roles.<name>.frozen", self.frozen, (True, False))
+        if self.init_from is not None and (
+            not isinstance(self.init_from, str) or not self.init_from
+        ):
+            _fail("roles.<name>.init_from", self.init_from, "a run directory (a string)")
         if self.align_target is not None:
-            _int("roles.<name>.align_target", self.align_target, 1)
+            _int("roles.<name>.align_target", self.align_target, 1, 1024)
         if self.lr is not None:
-            _num("roles.<name>.lr", self.lr, 0.0, low_open=True)
+            _num("roles.<name>.lr", self.lr, 0.0, 10.0, low_open=True)
 
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -258,7 +332,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "shared_policy": {"policy.shared": True},
 }
 """variant -> the keys it sets (``">=1"``: at least 1, default 1; ``roles.*``: every
-specialist role)"""
+specialist role). Every variant but ``async_queue`` trains on-policy: ``algo.queue_lag`` > 0
+contradicts it."""
 
 
 @dataclass
@@ -267,13 +342,13 @@ class TrainConfig:
     """one of VARIANTS: mgrpo, main_only, single_agent, no_alignment, async_queue,
     gated_reward, shared_policy"""
     seed: int = 0
-    """seeds everything (queries, episodes, policies, alignment)"""
+    """seeds everything (queries, episodes, policies, alignment); in [0, 2**32 - 1]"""
     steps: int = 400
-    """training steps; the sample budget is steps x B x K episodes"""
+    """training steps; the sample budget is steps x B x K episodes (<= 10_000_000)"""
     threads: int = 1
-    """torch threads (fixes results bit for bit on one machine)"""
+    """torch threads (fixes results bit for bit on one machine; <= 1024)"""
     checkpoint_every: int = 10
-    """write a checkpoint every this many steps (and at the end)"""
+    """write a checkpoint every this many steps (and at the end; <= 10_000_000)"""
     env: EnvConfig = field(default_factory=EnvConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     adv: AdvConfig = field(default_factory=AdvConfig)
@@ -287,10 +362,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _choice("variant", self.variant, tuple(VARIANTS))
-        _int("seed", self.seed, 0)
-        _int("steps", self.steps, 1)
-        _int("threads", self.threads, 1)
-        _int("checkpoint_every", self.checkpoint_every, 1)
+        _int("seed", self.seed, 0, SEED_MAX)
+        _int("steps", self.steps, 1, STEPS_MAX)
+        _int("threads", self.threads, 1, 1024)
+        _int("checkpoint_every", self.checkpoint_every, 1, STEPS_MAX)
 
     def role(self, name: str) -> RoleConfig:
         """The overrides of role ``name`` (defaults when none are given)."""
@@ -356,4 +431,11 @@ def apply_variant(
         if key in flat and flat[key] != value and key not in overridable:
             contradiction(key, f"sets {value!r}")
         out[key] = value
+    lag = flat.get("algo.queue_lag")
+    if variant != "async_queue" and isinstance(lag, int) and not isinstance(lag, bool) and lag > 0:
+        if "algo.queue_lag" not in overridable:
+            contradiction(
+                "algo.queue_lag", "trains on-policy (0; variant 'async_queue' trains with a lag)"
+            )
+        out["algo.queue_lag"] = 0
     return out

@@ -21,8 +21,10 @@ builds one module for all roles.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -55,6 +57,19 @@ def make_env(cfg: TrainConfig, num_envs: int, *, flat: bool | None = None) -> An
         **kwargs,
     )
     return getattr(vec, "unwrapped", vec)
+
+
+def _no_progress(phase: str) -> None:
+    pass
+
+
+def _check_metrics(metrics: dict[str, Any], step: int, roles: Any) -> None:
+    """Every logged value is finite (an undefined metric is left out where it is made)."""
+    for k, v in metrics.items():
+        if isinstance(v, float | int) and not isinstance(v, bool) and not math.isfinite(v):
+            prefix = k.split("/", 1)[0]
+            where = f"role {prefix}" if prefix in roles else prefix
+            raise TrainingError(f"step {step + 1}, {where}: metric {k} is not finite ({v})")
 
 
 class Learner:
@@ -120,14 +135,24 @@ class Learner:
         self.last_prepared: dict[str, Prepared] = {}
 
     # ------------------------------------------------------------------ one step
-    def train_step(self) -> dict[str, Any]:
+    def train_step(self, on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         """One synchronized M-GRPO step; returns its metrics row (``step`` = updates done,
-        from 1, ``samples`` = episodes so far)."""
+        from 1, ``samples`` = episodes so far).
+
+        Every value of the row is finite: a non-finite reward, advantage, log-prob, loss,
+        gradient, parameter or metric, or a divergence guard (``optim.grad_norm_limit``,
+        ``optim.param_norm_limit``), raises :class:`TrainingError` naming the step, the role
+        and the quantity. ``on_progress(phase)``, when given, is called as the step enters each
+        phase (``"rollout"``, ``"advantages"``, ``"update ROLE epoch e/mu"``, ``"eval"``); it
+        must be cheap (the shell shows the phase of a slow step).
+        """
         cfg, step = self.cfg, self.step
         B, K = cfg.algo.queries_per_step, cfg.algo.group_size
         t0 = time.perf_counter()
+        progress = on_progress or _no_progress
 
         # rollout
+        progress("rollout")
         rng = np.random.default_rng([cfg.seed, step, 1])
         queries = rng.integers(0, HELDOUT, B, dtype=np.int64)
         seeds = rng.integers(0, 2**31, B * K).tolist()
@@ -138,6 +163,7 @@ class Learner:
         t1 = time.perf_counter()
 
         # rewards, alignment, advantages
+        progress("advantages")
         metrics: dict[str, Any] = {"step": step + 1, "samples": (step + 1) * B * K}
         prepared = {"main": prepare_main(cfg, batch, self.policies["main"], step, metrics)}
         self.last_prepared = prepared  # for inspection (tests, notebooks)
@@ -174,6 +200,7 @@ class Learner:
                     self.update_gen,
                     step,
                     self.ref.get(role),
+                    on_progress,
                 )
             elif p is not None and len(p) > 0:
                 m["entropy"] = role_entropy(p, self.policies[role])
@@ -184,12 +211,14 @@ class Learner:
         # logging
         self.step += 1
         if self.step % cfg.eval.every == 0 or self.step in (1, cfg.steps):
+            progress("eval")
             metrics |= self.evaluate()
         metrics["time/rollout_s"] = t1 - t0
         metrics["time/adv_s"] = t2 - t1
         metrics["time/update_s"] = t3 - t2
         metrics["time/step_s"] = time.perf_counter() - t0
         metrics["time/env_steps"] = batch.env_steps
+        _check_metrics(metrics, step, self.policies)
         return metrics
 
     # ------------------------------------------------------------------ evaluation

@@ -33,6 +33,8 @@ __all__ = [
     "SUB_ADVANTAGES",
     "Prepared",
     "TrainingError",
+    "check_tensor",
+    "fail",
     "prepare_main",
     "prepare_sub",
     "register_sub_advantages",
@@ -44,7 +46,26 @@ LOSS_STATS = ("loss", "clip_frac_low", "clip_frac_high", "approx_kl", "entropy",
 
 
 class TrainingError(RuntimeError):
-    """A run stopped on bad numbers (NaN/inf loss, gradient or reward), naming step and role."""
+    """A run stopped on bad numbers: a non-finite reward, advantage, log-prob, loss, gradient,
+    parameter or metric, or a divergence guard (``optim.grad_norm_limit``,
+    ``optim.param_norm_limit``); the message names the step, the role and the quantity."""
+
+
+def fail(step: int, role: str, what: str) -> TrainingError:
+    """The error of step ``step`` (0-based, named as its metrics row: ``step + 1``) of ``role``."""
+    return TrainingError(f"step {step + 1}, role {role}: {what}")
+
+
+def _bad_values(t: torch.Tensor) -> str:
+    """``"3 of 24 values, e.g. nan"`` for the non-finite entries of ``t``."""
+    bad = t[~torch.isfinite(t)]
+    return f"{bad.numel()} of {t.numel()} values, e.g. {bad[0].item()}"
+
+
+def check_tensor(step: int, role: str, quantity: str, t: torch.Tensor, hint: str = "") -> None:
+    """Raise :class:`TrainingError` when ``t`` holds NaN/inf."""
+    if not bool(torch.isfinite(t).all()):
+        raise fail(step, role, f"{quantity} not finite ({_bad_values(t)}){hint}")
 
 
 @dataclass
@@ -63,11 +84,28 @@ class Prepared:
         return len(self.tokens)
 
 
+_WEIGHTS_HINT = "; lower the reward weights (reward.alpha, reward.beta)"
+
+
 def _rewards(fn: Callable[[], torch.Tensor], step: int, role: str) -> torch.Tensor:
     try:
-        return fn()
+        r = fn()
     except ValueError as e:
-        raise TrainingError(f"step {step}: bad {role} reward: {e}") from e
+        raise fail(step, role, f"bad reward: {e}") from e
+    check_tensor(step, role, "rewards are", r, _WEIGHTS_HINT)
+    return r
+
+
+def _advantages(fn: Callable[[], Any], step: int, role: str) -> Any:
+    """The result of an advantage function, its ``ValueError`` and any NaN/inf advantage (e.g.
+    a group std that overflows) as a :class:`TrainingError`."""
+    try:
+        out = fn()
+    except ValueError as e:
+        raise fail(step, role, f"bad advantages: {e}") from e
+    adv = out[0] if isinstance(out, tuple) else out.advantages
+    check_tensor(step, role, "advantages are", adv, _WEIGHTS_HINT)
+    return out
 
 
 def _adv_kw(cfg: Any) -> dict[str, Any]:
@@ -85,7 +123,8 @@ def prepare_main(
     r = _rewards(
         lambda: main_reward(batch.format_ok, batch.correct, cfg.reward.alpha), step, "main"
     )
-    adv = group_advantages(r, torch.from_numpy(traj.rollout) // K, **_adv_kw(cfg))
+    gid = torch.from_numpy(traj.rollout) // K
+    adv = _advantages(lambda: group_advantages(r, gid, **_adv_kw(cfg)), step, "main")
     metrics["main/reward_mean"] = float(r.mean())
     metrics["main/reward_std"] = float(r.std(correction=0))
     metrics["main/frac_zero_std"] = adv.stats.frac_zero_std
@@ -185,7 +224,8 @@ def prepare_sub(
         seed=np.random.default_rng([cfg.seed, step, 3, role_index]),
     )
     check_choice("algo.sub_grouping", cfg.algo.sub_grouping, tuple(SUB_ADVANTAGES))
-    adv, res = SUB_ADVANTAGES[cfg.algo.sub_grouping](r, a, traj, batch, **_adv_kw(cfg))
+    grouping = SUB_ADVANTAGES[cfg.algo.sub_grouping]
+    adv, res = _advantages(lambda: grouping(r, a, traj, batch, **_adv_kw(cfg)), step, role)
     metrics[f"{role}/reward_mean"] = float(r.mean())
     metrics[f"{role}/reward_std"] = float(r.std(correction=0))
     metrics[f"{role}/frac_zero_std"] = res.stats.frac_zero_std
@@ -207,15 +247,26 @@ def update_role(
     generator: torch.Generator,
     step: int,
     ref: Any = None,
+    on_progress: Callable[[str], None] | None = None,
 ) -> dict[str, float]:
-    """``optim.mu`` epochs of ``optim.minibatches`` minibatches over ``p``; mean loss stats."""
+    """``optim.mu`` epochs of ``optim.minibatches`` minibatches over ``p``; mean loss stats.
+
+    Stops with :class:`TrainingError` (before the optimizer step that would use them) on
+    non-finite log-probs, loss or gradient norm, and on a gradient norm before clipping above
+    ``optim.grad_norm_limit``; after the update, on non-finite parameters or a parameter norm
+    above ``optim.param_norm_limit`` (0 disables a limit). ``on_progress`` is called with
+    ``"update ROLE epoch e/mu"`` at the start of each epoch.
+    """
     params = [q for g in optimizer.param_groups for q in g["params"]]
     n = len(p)
     n_mb = min(cfg.optim.minibatches, n)
     max_norm = cfg.optim.max_grad_norm or math.inf
+    grad_limit = cfg.optim.grad_norm_limit or math.inf
     sums = dict.fromkeys(LOSS_STATS, 0.0)
     count = 0
-    for _epoch in range(cfg.optim.mu):
+    for epoch in range(cfg.optim.mu):
+        if on_progress is not None:
+            on_progress(f"update {role} epoch {epoch + 1}/{cfg.optim.mu}")
         perm = torch.randperm(n, generator=generator)
         for mb in torch.tensor_split(perm, n_mb):
             b_tokens = p.tokens.select(mb)
@@ -224,35 +275,79 @@ def update_role(
             if cfg.loss.kl_coef > 0:
                 with torch.no_grad():
                     ref_logp = ref.token_logprobs(b_tokens)[0]
-            loss, st = policy_loss(
-                logp,
-                b_tokens.logp_old,
-                p.adv[mb],
-                b_tokens.mask,
-                eps_low=cfg.loss.eps_low,
-                eps_high=cfg.loss.eps_high,
-                ratio_level=cfg.loss.ratio_level,
-                agg=cfg.loss.agg,
-                weights=p.weight[mb],
-                ref_logp=ref_logp,
-                kl_coef=cfg.loss.kl_coef,
-                entropy=ent,
-                entropy_coef=cfg.loss.entropy_coef,
-            )
+            try:
+                loss, st = policy_loss(
+                    logp,
+                    b_tokens.logp_old,
+                    p.adv[mb],
+                    b_tokens.mask,
+                    eps_low=cfg.loss.eps_low,
+                    eps_high=cfg.loss.eps_high,
+                    ratio_level=cfg.loss.ratio_level,
+                    agg=cfg.loss.agg,
+                    weights=p.weight[mb],
+                    ref_logp=ref_logp,
+                    kl_coef=cfg.loss.kl_coef,
+                    entropy=ent,
+                    entropy_coef=cfg.loss.entropy_coef,
+                )
+            except ValueError as e:  # NaN/inf log-probs, entropies or advantages
+                raise fail(step, role, f"loss inputs are not finite: {e}{_LR_HINT}") from e
             if not torch.isfinite(loss):
-                raise TrainingError(f"step {step}: non-finite {role} loss ({loss.item()})")
+                raise fail(step, role, f"loss is not finite ({loss.item()}){_LR_HINT}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             gn = torch.nn.utils.clip_grad_norm_(params, max_norm)
             if not torch.isfinite(gn):
-                raise TrainingError(f"step {step}: non-finite {role} gradient norm")
-            optimizer.step()
+                raise fail(step, role, f"gradient norm is not finite ({gn.item()}){_LR_HINT}")
+            if gn > grad_limit:
+                raise fail(
+                    step,
+                    role,
+                    f"gradient norm before clipping {gn.item():.4g} exceeds "
+                    f"optim.grad_norm_limit = {cfg.optim.grad_norm_limit:g}: the run is "
+                    "diverging; lower optim.lr, or raise the limit (0 disables it)",
+                )
+            try:
+                optimizer.step()
+            except RuntimeError as e:  # e.g. "value cannot be converted ... without overflow"
+                raise fail(step, role, f"optimizer step failed: {e}{_LR_HINT}") from e
             st["loss"] = float(loss.detach())
             st["grad_norm"] = float(gn)
             for k in LOSS_STATS:
                 sums[k] += st[k]
             count += 1
+    _check_params(cfg, role, params, step)
     return {k: v / max(count, 1) for k, v in sums.items()}
+
+
+_LR_HINT = (
+    "; lower optim.lr (or loss.kl_coef, loss.entropy_coef), or clip gradients (optim.max_grad_norm)"
+)
+
+
+@torch.no_grad()
+def _check_params(cfg: Any, role: str, params: list[torch.Tensor], step: int) -> None:
+    """The divergence guard on a role's parameters after its update."""
+    if not params:
+        return
+    f64 = torch.float64  # huge but finite parameters must not overflow the norm
+    norm = torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(q.detach(), dtype=f64) for q in params])
+    )
+    if not torch.isfinite(norm):
+        bad = sum(int((~torch.isfinite(q)).sum()) for q in params)
+        if bad:
+            what = f"parameters are not finite ({bad} values are NaN/inf)"
+            raise fail(step, role, what + _LR_HINT)
+    limit = cfg.optim.param_norm_limit
+    if limit and norm > limit:
+        raise fail(
+            step,
+            role,
+            f"parameter norm {norm.item():.4g} exceeds optim.param_norm_limit = {limit:g}: the "
+            "run is diverging; lower optim.lr, or raise the limit (0 disables it)",
+        )
 
 
 @torch.no_grad()

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
+from envs.core import rendering
 from envs.core.vector import HierarchicalVectorEnv, SubPolicy
 
 
@@ -21,12 +22,20 @@ class HierarchicalEnv(gym.Env):
     The final ``info`` holds ``correct``, ``format_ok``, ``calls`` (role -> d_k),
     ``category_errors``, ``sim_time``, ``turns``, ``query`` and ``sub_trajectories``;
     earlier steps return ``info = {}``.
+
+    ``render_mode`` (Gymnasium's convention, see :mod:`envs.core.rendering`): ``"ansi"`` makes
+    :meth:`render` return the text face's prompt of the current observation; a mode the env
+    does not offer is accepted here and refused by :meth:`render`.
     """
 
     vector_class: ClassVar[type[HierarchicalVectorEnv]]
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": rendering.RENDER_MODES,
+        "render_fps": rendering.RENDER_FPS,
+    }
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, render_mode: str | None = None, **kwargs: Any) -> None:
+        self.render_mode = rendering.check_render_mode(render_mode)
         self.vec = self.vector_class(num_envs=1, **kwargs)
         self.observation_space = self.vec.single_observation_space
         self.action_space = self.vec.single_action_space
@@ -39,9 +48,18 @@ class HierarchicalEnv(gym.Env):
         """See :meth:`HierarchicalVectorEnv.set_subagent`."""
         self.vec.set_subagent(role, policy)
 
-    def subagent_env(self, role: str) -> gym.Env:
+    def subagent_env(self, role: str, *, render_mode: str | None = None) -> gym.Env:
         """See :meth:`HierarchicalVectorEnv.subagent_env`."""
-        return self.vec.subagent_env(role)
+        return self.vec.subagent_env(role, render_mode=render_mode)
+
+    def render(self) -> str | None:
+        """``render_mode="ansi"``: the text face's prompt of the current observation."""
+        return rendering.render(self, self._render_ansi)
+
+    def _render_ansi(self) -> str:
+        if self.vec._last_obs is None:
+            raise gym.error.ResetNeeded("call reset() before render()")
+        return self.text.render(self._first(self.vec._last_obs))
 
     @staticmethod
     def _first(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
+from envs.core import rendering
 from envs.core.spaces import (
     actions_allowed,
     block_offsets,
@@ -186,12 +187,15 @@ class SubAgentEnv(gym.Env):
     ``reset(seed=s, options={"query": q, "instruction": np.ndarray})`` resets a main episode
     of query ``q`` and begins one sub-episode with that instruction (default: the main env's
     ``sample_instruction``). Reward: e_S at the end. Stepping after the end is a no-op (the
-    action is still checked against the action space).
+    action is still checked against the action space). ``render_mode="ansi"``: :meth:`render`
+    returns the role's text face prompt of the current observation (see
+    :mod:`envs.core.rendering`).
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": rendering.RENDER_MODES, "render_fps": rendering.RENDER_FPS}
 
-    def __init__(self, main: MainEnv, role: str) -> None:
+    def __init__(self, main: MainEnv, role: str, *, render_mode: str | None = None) -> None:
+        self.render_mode = rendering.check_render_mode(render_mode)
         self._main = main
         self._task = main.sub_tasks[role]
         self.role = role
@@ -200,6 +204,16 @@ class SubAgentEnv(gym.Env):
         self.text = self._task.text
         self._st = self._task.new_state(1)
         self._idx = np.zeros(1, dtype=np.int64)
+        self._started = False
+
+    def render(self) -> str | None:
+        """``render_mode="ansi"``: the role's text face prompt of the current observation."""
+        return rendering.render(self, self._render_ansi)
+
+    def _render_ansi(self) -> str:
+        if not self._started:
+            raise gym.error.ResetNeeded("call reset() before render()")
+        return self.text.render(self._obs())
 
     def _obs(self) -> dict[str, np.ndarray]:
         obs = self._task.observe(self._st, self._idx)
@@ -231,6 +245,7 @@ class SubAgentEnv(gym.Env):
         self._st.u[0] = self.np_random.random(self._st.u.shape[1:])
         self._st.z[0] = self.np_random.standard_normal(self._st.z.shape[1:])
         self._task.begin(self._st, self._idx, self._main)
+        self._started = True
         return self._obs(), {}
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:

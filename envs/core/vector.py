@@ -28,6 +28,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from envs.core import rendering
 from envs.core.latency import LatencyModel
 from envs.core.records import SubTrajectory
 from envs.core.spaces import (
@@ -82,9 +83,16 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
         n_main_uniforms: pre-drawn uniforms per main turn for the task (``_u_main``).
         delegate_type: the action-type value meaning "delegate" (in flat mode: "use a tool").
         flat_role: the role whose tools the main agent gets in flat mode.
+        render_mode: Gymnasium's ``render_mode``: ``"ansi"`` makes :meth:`render` return the
+            text face's prompt of every episode; other modes are accepted and refused at
+            ``render()`` (see :mod:`envs.core.rendering`).
     """
 
-    metadata = {"autoreset_mode": AutoresetMode.DISABLED, "render_modes": []}
+    metadata = {
+        "autoreset_mode": AutoresetMode.DISABLED,
+        "render_modes": rendering.RENDER_MODES,
+        "render_fps": rendering.RENDER_FPS,
+    }
 
     def __init__(
         self,
@@ -101,10 +109,12 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
         n_main_uniforms: int,
         delegate_type: int,
         flat_role: str = "sub",
+        render_mode: str | None = None,
     ) -> None:
         if not isinstance(num_envs, int | np.integer) or num_envs < 1:
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
         self.num_envs = int(num_envs)
+        self.render_mode = rendering.check_render_mode(render_mode)
         self.sub_tasks = dict(sub_tasks)
         self.flat = bool(flat)
         self.flat_role = flat_role
@@ -158,6 +168,7 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
         self.final_infos: list[dict[str, Any] | None] = [None] * n
         self._session: SubState | None = None
         self._mask_cache: np.ndarray | None = None
+        self._last_obs: dict[str, np.ndarray] | None = None
         self._alloc_random()
 
     # ------------------------------------------------------------------ public protocol
@@ -174,11 +185,21 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
             raise ValueError(f"policy for role {role!r} must be callable or None")
         self._policies[role] = policy
 
-    def subagent_env(self, role: str) -> SubAgentEnv:
+    def subagent_env(self, role: str, *, render_mode: str | None = None) -> SubAgentEnv:
         """A single Gymnasium env running only ``role``'s sub-episodes (on this env's tasks)."""
         if role not in self.sub_tasks:
             raise ValueError(f"unknown sub-agent role {role!r}; roles: {tuple(self.sub_tasks)}")
-        return SubAgentEnv(type(self)(num_envs=1, **self.env_kwargs), role)
+        return SubAgentEnv(type(self)(num_envs=1, **self.env_kwargs), role, render_mode=render_mode)
+
+    def render(self) -> tuple[str, ...] | None:
+        """``render_mode="ansi"``: the text face's prompt of each episode's current observation
+        (a tuple of N strings, Gymnasium's vector convention)."""
+        return rendering.render(self, self._render_ansi)
+
+    def _render_ansi(self) -> tuple[str, ...]:
+        if self._last_obs is None:
+            raise gym.error.ResetNeeded("call reset() before render()")
+        return tuple(self.text.render_batch(self._last_obs))
 
     env_kwargs: dict[str, Any] = {}
     text: TextFace
@@ -307,6 +328,7 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
             mask = np.concatenate([mask, task.mask(st, all_idx)], axis=1)
         obs["action_mask"] = mask.astype(np.int8)
         self._mask_cache = obs["action_mask"]
+        self._last_obs = obs  # what render() shows
         return obs
 
     # ------------------------------------------------------------------ step

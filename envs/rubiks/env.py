@@ -54,7 +54,7 @@ class RubiksLogicVectorEnv(HierarchicalVectorEnv):
     episodes that ended at this step); ``final_infos[i]`` holds episode i's final info dict.
     """
 
-    def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
+    def __init__(self, num_envs: int = 1, *, render_mode: str | None = None, **kwargs: Any) -> None:
         cfg = make_config(**kwargs)
         self.cfg: RubiksConfig = cfg
         self.env_kwargs = dict(kwargs)
@@ -86,6 +86,7 @@ class RubiksLogicVectorEnv(HierarchicalVectorEnv):
             latency=LATENCY,
             n_main_uniforms=0,
             delegate_type=DELEGATE,
+            render_mode=render_mode,
         )
         n = self.num_envs
         self.clues = np.zeros((n, MAX_CLUES, 3), np.int64)
@@ -422,6 +423,8 @@ class RubiksLogicEnv(HierarchicalEnv):
     ``fail_prob``, ``decoy_rate``, ``max_calls``, ``max_turns``, ``max_parallel`` (1 | 2),
     ``reasoner`` ("main" | "subagent"), ``flat``, ``sub_max_steps``. Unknown keys or bad
     values raise ``ValueError`` naming the key.
+    ``render_mode``: ``"ansi"`` (``render()`` returns the text face's prompt); see
+    :mod:`envs.core.rendering`.
 
     | preset | facts_needed | search_noise | fail_prob | max_calls | max_turns |
     |---|---|---|---|---|---|

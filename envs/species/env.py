@@ -29,7 +29,7 @@ class InvasiveSpeciesVectorEnv(HierarchicalVectorEnv):
     ``distractor_hit`` and ``hops``; per-episode dicts in ``final_infos[i]``.
     """
 
-    def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
+    def __init__(self, num_envs: int = 1, *, render_mode: str | None = None, **kwargs: Any) -> None:
         cfg = SpeciesConfig.from_kwargs(**kwargs)
         self.cfg = cfg
         self.env_kwargs = dict(kwargs)
@@ -70,6 +70,7 @@ class InvasiveSpeciesVectorEnv(HierarchicalVectorEnv):
             latency=LATENCY,
             n_main_uniforms=1,
             delegate_type=T.M_DELEGATE,
+            render_mode=render_mode,
         )
         self.state = T.MainState.empty(self.generator(np.zeros(self.num_envs, dtype=np.int64)))
         tools, reserved = _main_tools(p), ()
@@ -399,6 +400,8 @@ class InvasiveSpeciesEnv(HierarchicalEnv):
 
     Other keys: ``max_parallel`` (2), ``flat`` (False), ``n_species`` (10), ``n_agencies`` (3),
     ``top_k`` (3), ``max_sub_steps`` (4), ``answer_scoring`` ("exact").
+    ``render_mode``: ``"ansi"`` (``render()`` returns the text face's prompt); see
+    :mod:`envs.core.rendering`.
 
     ## Baselines
     ``baseline_policies`` (used by :func:`envs.evaluate_baseline`): ``oracle`` (every field,

@@ -14,7 +14,11 @@
 - ``category_errors.png`` (when any step has category errors, i.e. Rubik's) and
   ``constraints_kept.png`` (species): per-step share over training.
 
-The x axis is the training step (1-based: updates done when the row was logged); the top axis
+A line is a variant over its seeds; runs of one variant whose configs differ beyond the seed are
+separate lines labelled by the keys that differ (:mod:`experiments.grouping`), with a notice on
+stderr (``mgrpo plot --strict`` refuses them instead).
+
+The x axis is the training step (updates done when the row was logged, from 1); the top axis
 gives the samples (episodes, ``step x B x K``) when all runs of the env share B x K.
 :func:`plot_study` draws an Optuna study (history, importances, D x w contour).
 Matplotlib's Agg backend; Optuna's plots inside ``plt.style.context("default")``.
@@ -22,8 +26,25 @@ Matplotlib's Agg backend; Optuna's plots inside ``plt.style.context("default")``
 
 from __future__ import annotations
 
-from experiments.plots.cli import add_parser, run
-from experiments.plots.runs import plot_runs, variant_colors, variant_styles
-from experiments.plots.study import plot_study
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "add_parser": "experiments.plots.cli",
+    "run": "experiments.plots.cli",
+    "plot_runs": "experiments.plots.runs",
+    "variant_colors": "experiments.plots.runs",
+    "variant_styles": "experiments.plots.runs",
+    "plot_study": "experiments.plots.study",
+}
+"""names imported on first use (PEP 562): ``mgrpo --help`` loads no matplotlib"""
 
 __all__ = ["plot_runs", "plot_study", "add_parser", "run", "variant_colors", "variant_styles"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'experiments.plots' has no attribute {name!r}")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats as sps  # noqa: E402
 
+from experiments.grouping import Line, check_strict, notices  # noqa: E402
 from experiments.stats import (  # noqa: E402
     COUNTERS,
     Run,
@@ -27,7 +29,7 @@ from experiments.stats import (  # noqa: E402
 )
 from sim.config import VARIANTS  # noqa: E402
 
-__all__ = ["DPI", "env_prefix", "plot_runs", "variant_colors", "variant_styles"]
+__all__ = ["DPI", "env_prefix", "line_looks", "plot_runs", "variant_colors", "variant_styles"]
 
 DPI = 120
 """resolution of every figure (runs and studies)"""
@@ -59,6 +61,27 @@ def variant_styles(variants: Iterable[str]) -> dict[str, Any]:
     for i, v in enumerate(variants):
         j = _VARIANTS.index(v) if v in _VARIANTS else len(_VARIANTS) + i
         out[v] = _LINESTYLES[j % len(_LINESTYLES)]
+    return out
+
+
+def line_looks(lines: Sequence[Line]) -> dict[str, tuple[Any, Any]]:
+    """``label -> (colour, line style)``. A variant's first line (its only one in an ablation)
+    gets the variant's colour and style; its further lines (other configs) get the colours no
+    variant uses, then cycle, and the next line styles."""
+    firsts = list(dict.fromkeys(line.variant for line in lines))
+    colors, styles = variant_colors(firsts), variant_styles(firsts)
+    cmap = plt.get_cmap("tab10")
+    spare = len(_VARIANTS) + sum(v not in _VARIANTS for v in firsts)
+    seen: dict[str, int] = {}
+    out = {}
+    for line in lines:
+        i = seen[line.variant] = seen.get(line.variant, -1) + 1
+        if i == 0:
+            out[line.label] = (colors[line.variant], styles[line.variant])
+            continue
+        j = _LINESTYLES.index(styles[line.variant]) + i
+        out[line.label] = (cmap(spare % 10), _LINESTYLES[j % len(_LINESTYLES)])
+        spare += 1
     return out
 
 
@@ -146,15 +169,16 @@ def _finish(fig: plt.Figure, ax: plt.Axes, path: Path, legend: bool = True) -> P
     return path
 
 
-def _title(env: str, what: str, n_by_variant: dict[str, int]) -> str:
-    seeds = sorted(set(n_by_variant.values()))
+def _title(env: str, what: str, n_by_line: dict[Line, int]) -> str:
+    seeds = sorted(set(n_by_line.values()))
     s = "/".join(map(str, seeds))
-    return f"{env}: {what}\n({s} seed{'s' if seeds != [1] else ''} per variant)"
+    per = "line" if any(line.differs for line in n_by_line) else "variant"
+    return f"{env}: {what}\n({s} seed{'s' if seeds != [1] else ''} per {per})"
 
 
 # ------------------------------------------------------------------------------- figures
-def _fig_reward(env: str, by_var: dict[str, list[Run]], role: str, out: Path) -> Path | None:
-    colors, styles = variant_colors(by_var), variant_styles(by_var)
+def _fig_reward(env: str, by_var: dict[Line, list[Run]], role: str, out: Path) -> Path | None:
+    looks = line_looks(list(by_var))
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     drawn = False
     for v, rs in by_var.items():
@@ -162,11 +186,11 @@ def _fig_reward(env: str, by_var: dict[str, list[Run]], role: str, out: Path) ->
             ax,
             rs,
             f"{role}/reward_mean",
-            colors[v],
-            v,
+            looks[v.label][0],
+            v.label,
             smooth=True,
             raw=True,
-            ls=styles[v],
+            ls=looks[v.label][1],
             clip=(0.0, 1.0),
         )
     if not drawn:
@@ -176,14 +200,14 @@ def _fig_reward(env: str, by_var: dict[str, list[Run]], role: str, out: Path) ->
     ax.set_title(
         _title(env, f"{role} reward (raw per seed: thin; EMA mean, 95% band)", n), fontsize=10
     )
-    ax.set_xlabel("training step")
+    ax.set_xlabel("training step (updates)")
     ax.set_ylabel(f"mean training reward of {role} (per trajectory)")
     _samples_axis(ax, [r for rs in by_var.values() for r in rs])
     return _finish(fig, ax, out)
 
 
-def _fig_success(env: str, by_var: dict[str, list[Run]], out: Path) -> Path | None:
-    colors, styles = variant_colors(by_var), variant_styles(by_var)
+def _fig_success(env: str, by_var: dict[Line, list[Run]], out: Path) -> Path | None:
+    looks = line_looks(list(by_var))
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     drawn = False
     for v, rs in by_var.items():
@@ -191,12 +215,12 @@ def _fig_success(env: str, by_var: dict[str, list[Run]], out: Path) -> Path | No
             ax,
             rs,
             "eval/success_greedy",
-            colors[v],
-            v,
+            looks[v.label][0],
+            v.label,
             smooth=False,
             raw=False,
             marker="o",
-            ls=styles[v],
+            ls=looks[v.label][1],
             clip=(0.0, 1.0),
         )
     if not drawn:
@@ -210,7 +234,7 @@ def _fig_success(env: str, by_var: dict[str, list[Run]], out: Path) -> Path | No
     ax.set_ylim(-0.03, 1.05)
     n = {v: len(rs) for v, rs in by_var.items()}
     ax.set_title(_title(env, "greedy evaluation success (mean, 95% band)", n), fontsize=10)
-    ax.set_xlabel("training step")
+    ax.set_xlabel("training step (updates)")
     ax.set_ylabel("success rate (fraction of eval episodes)")
     _samples_axis(ax, [r for rs in by_var.values() for r in rs])
     return _finish(fig, ax, out)
@@ -222,19 +246,19 @@ def _align_target(run: Run, role: str) -> float | None:
     return float(d) if d is not None else None
 
 
-def _fig_calls(env: str, by_var: dict[str, list[Run]], out: Path) -> Path | None:
+def _fig_calls(env: str, by_var: dict[Line, list[Run]], out: Path) -> Path | None:
     all_runs = [r for rs in by_var.values() for r in rs]
     roles = specialists_of(all_runs)
     if not roles:
         return None
-    colors, styles = variant_colors(by_var), variant_styles(by_var)
+    looks = line_looks(list(by_var))
     fig, axes = plt.subplots(1, len(roles), figsize=(6.5 * len(roles), 4.4), squeeze=False)
     for ax, role in zip(axes[0], roles, strict=True):
         data = {}
         for v, rs in by_var.items():
             vals = np.concatenate([r.series(f"{role}/calls_mean")[1] for r in rs])
             if len(vals):
-                data[v] = vals
+                data[v.label] = vals
         if not data:
             ax.set_visible(False)
             continue
@@ -243,8 +267,8 @@ def _fig_calls(env: str, by_var: dict[str, list[Run]], out: Path) -> Path | None
         hi = max([hi, *targets]) if targets else hi
         bins = np.linspace(0, max(hi, 1e-6) * 1.02, 21)
         for v, vals in data.items():
-            ax.hist(vals, bins=bins, color=colors[v], alpha=0.25)
-            ax.hist(vals, bins=bins, color=colors[v], histtype="step", lw=1.6, ls=styles[v],
+            ax.hist(vals, bins=bins, color=looks[v][0], alpha=0.25)
+            ax.hist(vals, bins=bins, color=looks[v][0], histtype="step", lw=1.6, ls=looks[v][1],
                     label=f"{v} (mean {vals.mean():.2f}, {len(vals)} steps)")  # fmt: skip
         for t in sorted(targets):
             ax.axvline(t, color="k", ls="--", lw=1.2, label=f"alignment target D = {t:g}")
@@ -262,12 +286,12 @@ def _fig_calls(env: str, by_var: dict[str, list[Run]], out: Path) -> Path | None
     return out
 
 
-def _fig_alignment(env: str, by_var: dict[str, list[Run]], out: Path) -> Path | None:
+def _fig_alignment(env: str, by_var: dict[Line, list[Run]], out: Path) -> Path | None:
     all_runs = [r for rs in by_var.values() for r in rs]
     roles = specialists_of(all_runs)
     if not roles:
         return None
-    colors, styles = variant_colors(by_var), variant_styles(by_var)
+    looks = line_looks(list(by_var))
     fig, axes = plt.subplots(
         len(roles), 3, figsize=(13, 3.6 * len(roles) + 0.6), squeeze=False, sharex=True
     )
@@ -275,15 +299,15 @@ def _fig_alignment(env: str, by_var: dict[str, list[Run]], out: Path) -> Path | 
         for j, c in enumerate(COUNTERS):
             ax = axes[i, j]
             for v, rs in by_var.items():
-                _draw(ax, rs, f"{role}/{c}", colors[v], v, smooth=False, raw=False,
-                      ls=styles[v])  # fmt: skip
+                _draw(ax, rs, f"{role}/{c}", looks[v.label][0], v.label, smooth=False,
+                      raw=False, ls=looks[v.label][1])  # fmt: skip
             lo, hi = ax.get_ylim()
             ax.set_ylim(0, max(hi, 1.0))
             ax.set_title(f"{role}: {c.removeprefix('align_')} rows", fontsize=10)
             ax.set_ylabel("trajectories per step")
             ax.grid(alpha=0.3)
             if i == len(roles) - 1:
-                ax.set_xlabel("training step")
+                ax.set_xlabel("training step (updates)")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=9)
@@ -301,22 +325,21 @@ def _fig_alignment(env: str, by_var: dict[str, list[Run]], out: Path) -> Path | 
 
 
 def _fig_share(
-    env: str, by_var: dict[str, list[Run]], key: str, what: str, out: Path
+    env: str, by_var: dict[Line, list[Run]], key: str, what: str, out: Path
 ) -> Path | None:
     """Per-step share ``key`` (category errors, constraints kept), EMA mean and 95% band."""
-    colors, styles = variant_colors(by_var), variant_styles(by_var)
+    looks = line_looks(list(by_var))
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     drawn = False
     for v, rs in by_var.items():
-        drawn |= _draw(
-            ax, rs, key, colors[v], v, smooth=True, raw=True, ls=styles[v], clip=(0.0, 1.0)
-        )
+        c, ls = looks[v.label]
+        drawn |= _draw(ax, rs, key, c, v.label, smooth=True, raw=True, ls=ls, clip=(0.0, 1.0))
     if not drawn:
         plt.close(fig)
         return None
     n = {v: len(rs) for v, rs in by_var.items()}
     ax.set_title(_title(env, f"{what} during training (EMA mean, 95% band)", n), fontsize=10)
-    ax.set_xlabel("training step")
+    ax.set_xlabel("training step (updates)")
     ax.set_ylabel(f"{what} (fraction of training episodes)")
     ax.set_ylim(-0.03, 1.05)
     _samples_axis(ax, [r for rs in by_var.values() for r in rs])
@@ -327,10 +350,19 @@ def _has_nonzero(runs: Iterable[Run], key: str) -> bool:
     return any(len(y) and np.any(y != 0) for y in (r.series(key)[1] for r in runs))
 
 
-def plot_runs(run_dirs: Iterable[str | Path | Run], out_dir: str | Path) -> list[Path]:
+def plot_runs(
+    run_dirs: Iterable[str | Path | Run],
+    out_dir: str | Path,
+    *,
+    strict: bool = False,
+    notify: bool = True,
+) -> list[Path]:
     """Write the figures of the module docstring for ``run_dirs`` (run dirs, dirs holding run
     dirs, or loaded :class:`~experiments.stats.Run`) into ``out_dir``; returns the PNG paths.
-    Raises ``ValueError`` on a missing/corrupt run dir or when no runs are found."""
+    One line per env, variant and config (:mod:`experiments.grouping`): a variant whose runs
+    have several configs is drawn as several labelled lines, with a notice on stderr (unless
+    ``notify`` is False), or refused with :class:`~experiments.grouping.MixedConfigs` when
+    ``strict``. Raises ``ValueError`` on a missing/corrupt run dir or when no runs are found."""
     items = list(run_dirs)
     runs = [x for x in items if isinstance(x, Run)]
     paths = [x for x in items if not isinstance(x, Run)]
@@ -339,9 +371,15 @@ def plot_runs(run_dirs: Iterable[str | Path | Run], out_dir: str | Path) -> list
         raise ValueError("no runs to plot")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    by_env: dict[str, dict[str, list[Run]]] = {}
-    for (env, variant), rs in group_runs(runs).items():
-        by_env.setdefault(env, {})[variant] = rs
+    groups = group_runs(runs)
+    if strict:
+        check_strict(groups)
+    if notify:
+        for line in notices(groups):
+            print(line, file=sys.stderr)
+    by_env: dict[str, dict[Line, list[Run]]] = {}
+    for line, rs in groups.items():
+        by_env.setdefault(line.env, {})[line] = rs
     written: list[Path] = []
     for env, by_var in by_env.items():
         short = env_prefix(env)

@@ -79,25 +79,32 @@ Modules: ``config`` (the table, trial configs), ``storage``, ``objective`` (one 
 
 from __future__ import annotations
 
-from experiments.sweep.cli import add_parser, run
-from experiments.sweep.config import DEFAULT_METRIC, SweepConfig, load_sweep, trial_config
-from experiments.sweep.objective import stability
-from experiments.sweep.storage import StorageError, default_storage, open_storage, redact
-from experiments.sweep.summary import summarize
-from experiments.sweep.workers import run_worker
+import importlib
+from typing import Any
 
-__all__ = [
-    "DEFAULT_METRIC",
-    "StorageError",
-    "SweepConfig",
-    "add_parser",
-    "default_storage",
-    "load_sweep",
-    "open_storage",
-    "redact",
-    "run",
-    "run_worker",
-    "stability",
-    "summarize",
-    "trial_config",
-]
+_EXPORTS = {
+    "add_parser": "experiments.sweep.cli",
+    "run": "experiments.sweep.cli",
+    "DEFAULT_METRIC": "experiments.sweep.config",
+    "SweepConfig": "experiments.sweep.config",
+    "load_sweep": "experiments.sweep.config",
+    "trial_config": "experiments.sweep.config",
+    "stability": "experiments.sweep.objective",
+    "StorageError": "experiments.sweep.storage",
+    "default_storage": "experiments.sweep.storage",
+    "open_storage": "experiments.sweep.storage",
+    "redact": "experiments.sweep.storage",
+    "summarize": "experiments.sweep.summary",
+    "run_worker": "experiments.sweep.workers",
+}
+"""names imported on first use (PEP 562): ``mgrpo --help`` loads no optuna"""
+
+__all__ = sorted(_EXPORTS, key=lambda n: (not n[0].isupper(), n))
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'experiments.sweep' has no attribute {name!r}")

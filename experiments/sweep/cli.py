@@ -7,14 +7,19 @@ import json
 import multiprocessing as mp
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from experiments.config import ConfigError, check_env
-from experiments.sweep.config import SweepConfig, load_sweep
-from experiments.sweep.storage import StorageError, default_storage, open_storage
-from experiments.sweep.summary import print_summary, summarize, write_plots
-from experiments.sweep.workers import run_worker, worker_main
+from experiments.config import ConfigError
+
+if TYPE_CHECKING:
+    from experiments.sweep.config import SweepConfig
 
 __all__ = ["add_parser", "run"]
+
+TRIALS_MAX = 100_000
+"""the largest ``--trials`` (a study's total)"""
+WORKERS_MAX = 256
+"""the most ``--workers`` processes"""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -68,6 +73,8 @@ def _prepare_study(args, flat, sweep, storage_url: str):
     """Create or load the study and check that an existing one is compatible; the study."""
     import optuna
 
+    from experiments.sweep.storage import open_storage
+
     storage = open_storage(storage_url, sweep)
     names, directions = _objectives(sweep, args.multi_objective)
     space = {
@@ -102,19 +109,29 @@ def _prepare_study(args, flat, sweep, storage_url: str):
 
 def run(args: argparse.Namespace) -> int:
     """``mgrpo sweep``: exit 0 done, 1 failed, 2 bad input, 130 interrupted."""
+    from experiments.env_check import check_env, check_output_dir
+    from experiments.sweep.config import load_sweep
+    from experiments.sweep.storage import StorageError, default_storage
+
     problems = []
-    if args.trials < 1:
-        problems.append(f"--trials {args.trials}: the study's total must be >= 1")
-    if args.workers < 1:
-        problems.append(f"--workers {args.workers}: must be >= 1")
+    if not 1 <= args.trials <= TRIALS_MAX:
+        problems.append(f"--trials {args.trials}: the study's total must be in [1, {TRIALS_MAX:_}]")
+    if not 1 <= args.workers <= WORKERS_MAX:
+        problems.append(f"--workers {args.workers}: must be in [1, {WORKERS_MAX}]")
+    if not args.study.strip():
+        problems.append("--study: give a non-empty study name")
     if problems:
         raise ConfigError(problems)
     flat, base, sweep = load_sweep(args.config, args.set, args.seeds)
     check_env(base)
     out = Path(args.out) if args.out else Path("sweeps") / args.study
+    check_output_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     storage_url = args.storage or default_storage(out)
     import optuna
+
+    from experiments.sweep.summary import print_summary, summarize, write_plots
+    from experiments.sweep.workers import run_worker, worker_main
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:

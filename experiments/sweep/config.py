@@ -22,13 +22,13 @@ class SweepConfig:
     """The ``[sweep]`` table: the search space and how trials are scored, pruned and retried."""
 
     align_target: tuple[int, int] = (1, 16)
-    """D range ``[low, high]`` (integers >= 1); low == high fixes D"""
+    """D range ``[low, high]`` (integers in [1, 1024]); low == high fixes D"""
     local_share: tuple[float, float] = (0.0, 1.0)
     """w range ``[low, high]`` in [0, 1]; low == high fixes w"""
     b1: tuple[float, float] | None = None
     """b1 = ``reward.beta[0]`` range in [0, 1]; None keeps the config's b1"""
     seeds: int = 1
-    """seeds per trial: the config's seed, seed + 1, ..."""
+    """seeds per trial: the config's seed, seed + 1, ... (<= 100)"""
     metric: str = DEFAULT_METRIC
     """the eval/ metric scored at each evaluation row and at the budget"""
     direction: str = "maximize"
@@ -36,36 +36,39 @@ class SweepConfig:
     pruner: str = "median"
     """``median`` or ``none`` (single-objective only)"""
     n_startup_trials: int = 2
-    """MedianPruner: no pruning until this many trials have finished"""
+    """MedianPruner: no pruning until this many trials have finished (<= 100_000)"""
     n_warmup_steps: int = 0
-    """MedianPruner: no pruning before this many training steps"""
+    """MedianPruner: no pruning before this many training steps (<= 10_000_000)"""
     population_size: int = 16
-    """NSGA-II population size (multi-objective)"""
+    """NSGA-II population size (multi-objective; <= 10_000)"""
     heartbeat_interval: int = 60
-    """seconds between heartbeats of a running trial (RDB storages)"""
+    """seconds between heartbeats of a running trial (RDB storages; <= 86_400)"""
     grace_period: int = 120
-    """seconds without heartbeat after which a running trial is stale (failed and retried)"""
+    """seconds without heartbeat after which a running trial is stale (failed and retried;
+    <= 604_800)"""
     max_retry: int = 3
-    """how many times a stale trial is re-enqueued"""
+    """how many times a stale trial is re-enqueued (<= 100)"""
 
     def __post_init__(self) -> None:
         problems = []
-        self.align_target = _range("sweep.align_target", self.align_target, int, 1, None, problems)  # type: ignore[assignment]
+        self.align_target = _range("sweep.align_target", self.align_target, int, 1, 1024, problems)  # type: ignore[assignment]
         self.local_share = _range("sweep.local_share", self.local_share, float, 0.0, 1.0, problems)  # type: ignore[assignment]
         if self.b1 is not None:
             self.b1 = _range("sweep.b1", self.b1, float, 0.0, 1.0, problems)  # type: ignore
-        for key, lo in (
-            ("seeds", 1),
-            ("n_startup_trials", 0),
-            ("n_warmup_steps", 0),
-            ("population_size", 2),
-            ("heartbeat_interval", 1),
-            ("grace_period", 1),
-            ("max_retry", 0),
+        for key, lo, hi in (
+            ("seeds", 1, 100),
+            ("n_startup_trials", 0, 100_000),
+            ("n_warmup_steps", 0, 10_000_000),
+            ("population_size", 2, 10_000),
+            ("heartbeat_interval", 1, 86_400),
+            ("grace_period", 1, 604_800),
+            ("max_retry", 0, 100),
         ):
             v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                problems.append(f"sweep.{key} = {v!r} is invalid; allowed: an integer >= {lo}")
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                problems.append(
+                    f"sweep.{key} = {v!r} is invalid; allowed: an integer >= {lo} and <= {hi:_}"
+                )
         if not isinstance(self.metric, str) or not self.metric.startswith("eval/"):
             problems.append(
                 f"sweep.metric = {self.metric!r} is invalid; allowed: an eval/ key, "
@@ -116,7 +119,10 @@ class SweepConfig:
 def _range(key: str, value: Any, kind: type, lo: float, hi: float | None, problems: list[str]):
     """``[low, high]`` or one value -> a checked ``(low, high)`` tuple (problems appended)."""
     what = "integers" if kind is int else "numbers"
-    bounds = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+    if kind is int:
+        bounds = f">= {lo}" + ("" if hi is None else f" and <= {hi}")
+    else:
+        bounds = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
     allowed = f"allowed: [low, high] with low <= high, {what} {bounds}, or one such value"
     vals = list(value) if isinstance(value, list | tuple) else [value, value]
     ok_type = (
@@ -169,7 +175,7 @@ def load_sweep(
         raise ConfigError(problems)
     for end in (0, 1):  # the corners of the space must resolve too (variants may contradict)
         params = {k: (r[end] if r is not None else None) for k, r in _ranges(sweep).items()}
-        trial_config(flat, base, params, base.seed)
+        trial_config(flat, base, params, base.seed + sweep.seeds - 1)  # the last seed too
     return flat, base, sweep
 
 

@@ -195,6 +195,9 @@ class _Collect:
 
 def worker_main(*args) -> None:
     """Process entry point (spawned): exit code of :func:`run_worker`."""
+    from experiments.procs import die_with_parent
+
+    die_with_parent()  # a worker never outlives the `mgrpo sweep` that spawned it
     try:
         code = run_worker(*args)
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -58,14 +59,20 @@ def write_run(
     reward: list[float] = (0.0, 1.0, 0.5, 1.0),
     success: dict[int, float] | None = None,
     sim_time: float = 10.0,
+    config: Mapping[str, Any] | None = None,
 ) -> Path:
-    """A synthetic run dir: B=2, K=2, evaluations at the steps in ``success`` (oracle 1.0)."""
+    """A synthetic run dir: B=2, K=2, one row per ``reward`` value (row i has ``step`` i + 1),
+    evaluations at the row indices in ``success`` (oracle 1.0). ``config``: dotted keys added
+    to or replacing those of ``config.toml`` (``{"algo.align_target": 8}``)."""
     success = {1: 0.5, 3: 1.0} if success is None else success
     d.mkdir(parents=True, exist_ok=True)
-    (d / "config.toml").write_text(
+    text = (
         f'variant = "{variant}"\nseed = {seed}\nsteps = {len(reward)}\n'
         f'[env]\nid = "{env}"\n[algo]\nqueries_per_step = 2\ngroup_size = 2\nalign_target = 4\n'
     )
+    if config:
+        text = _toml_with(text, config)
+    (d / "config.toml").write_text(text)
     calls, dup, drop, empty = [1, 2, 3, 2], [2, 0, 0, 2], [0, 1, 1, 0], [1, 1, 0, 0]
     lines = []
     for s, r in enumerate(reward):
@@ -80,6 +87,28 @@ def write_run(
         lines.append(json.dumps(row))
     (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     return d
+
+
+def _toml_with(text: str, keys: Mapping[str, Any]) -> str:
+    """``text`` (TOML of scalars and tables) with the dotted ``keys`` added or replaced."""
+    tree = tomllib.loads(text)
+    for key, value in keys.items():
+        *tables, name = key.split(".")
+        node = tree
+        for t in tables:
+            node = node.setdefault(t, {})
+        node[name] = value
+    out: list[str] = []
+
+    def emit(node: dict[str, Any], prefix: str) -> None:
+        out.extend(f"{k} = {json.dumps(v)}" for k, v in node.items() if not isinstance(v, dict))
+        for k, v in node.items():
+            if isinstance(v, dict):
+                out.append(f"[{prefix}{k}]")
+                emit(v, f"{prefix}{k}.")
+
+    emit(tree, "")
+    return "\n".join(out) + "\n"
 
 
 def train_run(run_dir: Path, **keys) -> Path:

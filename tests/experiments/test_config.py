@@ -81,16 +81,16 @@ def test_toml_file_roles_and_round_trip(tmp_path):
     p = tmp_path / "c.toml"
     p.write_text(
         'steps = 5\n[env]\npreset = "heavy"\nreasoner = "subagent"\n'
-        "[roles.math]\nlr = 0.01\nfrozen = true\n"
+        "[roles.math]\nlr = 0.01\n[roles.sub]\nfrozen = true\n"
     )
     cfg = load_config(p, ["algo.group_size=4"])
     assert cfg.steps == 5 and cfg.env.preset == "heavy" and cfg.algo.group_size == 4
     assert cfg.env.kwargs == {"reasoner": "subagent"}
-    assert cfg.role("math").lr == 0.01 and cfg.role("math").frozen
+    assert cfg.role("math").lr == 0.01 and cfg.role("sub").frozen  # lr of a frozen role: refused
     again = tmp_path / "again.toml"
     again.write_text(dump_toml(cfg))
     assert load_config(again) == cfg
-    assert tomllib.loads(dump_toml(cfg))["roles"]["math"]["frozen"] is True
+    assert tomllib.loads(dump_toml(cfg))["roles"]["sub"]["frozen"] is True
 
 
 def test_missing_or_broken_file_is_a_clear_error(tmp_path):

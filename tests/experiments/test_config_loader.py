@@ -7,13 +7,13 @@ from experiments import cli
 from experiments.ablate import plan
 from experiments.config import (
     ConfigError,
-    check_env,
     find_config,
     load_config,
     read_config,
     resolve,
     resolve_layers,
 )
+from experiments.env_check import check_env
 from experiments.sweep import load_sweep
 from tests.experiments.conftest import SPECIES, TINY, set_args
 

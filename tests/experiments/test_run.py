@@ -30,6 +30,7 @@ def test_resume_from_a_checkpoint_gives_the_same_metrics(tmp_path):
         append_metrics(tmp_path / "part", row)
         if part.step == 2:
             part.save()
+    part.close()  # the run "dies": its lock on the directory goes with it
     resumed = Trainer(cfg, tmp_path / "part", resume=True, progress=False)
     assert resumed.step == 2
     resumed.train()
@@ -52,7 +53,9 @@ def test_nan_reward_stops_with_step_and_component_and_keeps_checkpoint(tmp_path,
         return batch
 
     monkeypatch.setattr(trainer_mod, "collect_rollouts", poisoned)
-    with pytest.raises(TrainingError, match=r"step 1: bad main reward: .*NaN/inf at rows 2"):
+    # the failed update is the run's step 2 (metrics.jsonl numbering); the checkpoint of step 1
+    msg = r"step 2, role main: bad reward: .*NaN/inf at rows 2.*checkpoint \(step 1\) .* intact"
+    with pytest.raises(TrainingError, match=msg):
         tr.train()
     assert (tmp_path / "r" / "checkpoint.pt").read_bytes() == saved
     assert load_checkpoint(tmp_path / "r")["step"] == 1
