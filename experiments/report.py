@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from experiments.grouping import check_strict, config_key, notices
+from experiments.stages import is_stage1_dir
 
 if TYPE_CHECKING:
     from experiments.stats import Run
@@ -207,6 +208,55 @@ def _paper_claims(by: dict[str, dict[str, Any]], baseline: str) -> list[str]:
     return out
 
 
+def _env_kwargs(runs: list[Run]) -> dict[str, Any]:
+    """The env settings of the oracle rows: the most common among the runs (``flat`` aside)."""
+    seen: dict[str, tuple[int, dict[str, Any]]] = {}
+    for r in runs:
+        env = {k: v for k, v in r.config.get("env", {}).items() if k not in ("id", "flat")}
+        key = repr(sorted(env.items()))
+        seen[key] = (seen.get(key, (0, env))[0] + 1, env)
+    return max(seen.values(), key=lambda x: x[0])[1] if seen else {}
+
+
+def _time_section(env: str, runs: list[Run], fig: Path, here: Path, n: int) -> list[str]:
+    """``### Success versus time``: the table and the scatter figure of one env."""
+    from experiments import time_table as tt
+
+    rows = tt.time_rows(runs)
+    notes: list[str] = []
+    if n > 0:
+        base, notes = tt.baseline_rows(env, _env_kwargs(runs), n)
+        rows += base
+    for note in notes:
+        print(f"notice: {note}", file=sys.stderr)
+    out = ["### Success versus time", "", tt.format_time_table(rows)]
+    out += [f"- {note}" for note in notes]
+    if notes:
+        out.append("")
+    path = tt.plot_success_vs_time(rows, fig, f"{env}: success vs simulated time")
+    if path is not None:
+        out += [
+            f"![success_vs_time]({_rel(path, here)})",
+            "",
+            "*Greedy success against mean simulated time of an evaluation episode, one point per "
+            "variant (mean over seeds) and the env's `oracle` / `oracle_flat`.*",
+            "",
+        ]
+    return out
+
+
+def _time_notes(n: int) -> list[str]:
+    if n <= 0:
+        return []
+    return [
+        f"Time columns: `eval/sim_time` (simulated seconds per episode) and "
+        f"`eval/time_per_success` (total simulated time / successes) at each run's last "
+        f"evaluation, mean over seeds (n/a: no run of the line logged it); reference rows from "
+        f"`envs.evaluate_baseline` on {n:,} held-out queries.",
+        "",
+    ]
+
+
 def _check_out(out_path: Path, out: str | Path | None) -> None:
     """The report's file must be writable (ValueError saying why), checked before any work."""
     from experiments.config import ConfigError
@@ -231,12 +281,19 @@ def write_report(
     *,
     baseline: str = "mgrpo",
     strict: bool = False,
+    baseline_queries: int = 2000,
 ) -> Path:
     """Write the report of the ablation in ``dir`` (see the module docstring) and return its
     path. Runs of one variant with different configs (:mod:`experiments.grouping`) are separate
     lines, with a notice on stderr and in the report; with ``strict`` they are refused
     (:class:`~experiments.grouping.MixedConfigs`, before anything is written). Raises
-    ``ValueError`` when ``dir`` is missing, holds no run dirs or a corrupt one."""
+    ``ValueError`` when ``dir`` is missing, holds no run dirs or a corrupt one.
+
+    Stage-1 runs of the paper's protocol (``<env>/stage1[_flat]/seed<k>``: warm-up checkpoints,
+    :mod:`experiments.stages`) are left out of the tables and figures and listed in the
+    settings. Each env gets a success-versus-time table and figure
+    (:mod:`experiments.time_table`) with ``oracle`` and ``oracle_flat`` on
+    ``baseline_queries`` held-out queries (0: no reference rows)."""
     from experiments.plots.runs import env_prefix, plot_runs
     from experiments.stats import (
         format_markdown,
@@ -252,6 +309,10 @@ def write_report(
     out_path = Path(out) if out else root / "REPORT.md"
     _check_out(out_path, out)
     runs = load_runs([root])
+    warmups = [r for r in runs if is_stage1_dir(r.path)]
+    runs = [r for r in runs if not is_stage1_dir(r.path)]
+    if not runs:
+        raise ValueError(f"{root}: holds only stage-1 runs (warm-ups); no stage-2 run to report")
     present = sorted({r.variant for r in runs})
     if baseline not in present:
         raise ValueError(
@@ -304,10 +365,20 @@ def write_report(
     for env in sorted(by_env):
         rows = [r for r in table if r["env"] == env]
         lines += [f"## {env}", "", "### Settings", ""]
-        lines += _settings(env, by_env[env]) + [""]
+        lines += _settings(env, by_env[env])
+        warm = [r for r in warmups if r.env_id == env]
+        if warm:
+            names = ", ".join(sorted({_rel(r.path, root) for r in warm}))
+            lines.append(
+                f"- stage-1 runs (the checkpoints stage 2 starts from; not in the tables): {names}"
+            )
+        lines += [""]
         lines += ["### Summary", "", format_markdown(rows, baseline), "### What was measured", ""]
         lines += [f"- {s}" for s in measured_text(rows, baseline)] + [""]
         short = env_prefix(env)
+        fig = plots_dir / f"{short}_success_vs_time.png"
+        lines += _time_section(env, by_env[env], fig, here, baseline_queries)
+        lines += _time_notes(baseline_queries)
         env_figs = [f for f in figs if f.name.startswith(short + "_")]
         if env_figs:
             lines += ["### Figures", ""]
@@ -347,6 +418,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="refuse runs of one variant whose configs differ beyond the seed (exit 2) "
         "instead of one row and line per config",
     )
+    p.add_argument(
+        "--baseline-queries",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="held-out queries of the oracle and oracle_flat rows of the success-vs-time table "
+        "(default 2000; 0: leave them out)",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -359,6 +438,7 @@ def run(args: argparse.Namespace) -> int:
             args.out,
             baseline=getattr(args, "baseline", "mgrpo"),
             strict=getattr(args, "strict", False),
+            baseline_queries=getattr(args, "baseline_queries", 2000),
         )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

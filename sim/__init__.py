@@ -26,8 +26,10 @@ _EXPORTS = {
     "RATIO_LEVELS": "sim.loss",
     "aggregate": "sim.loss",
     "policy_loss": "sim.loss",
+    "JUDGES": "sim.rewards",
     "SUB_REWARD_FORMS": "sim.rewards",
     "betas_from_local_share": "sim.rewards",
+    "judge_expert": "sim.rewards",
     "main_reward": "sim.rewards",
     "sub_reward": "sim.rewards",
 }

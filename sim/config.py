@@ -39,6 +39,10 @@ STEPS_MAX = 10_000_000
 """the largest ``steps``, ``checkpoint_every`` and ``eval.every``"""
 EPISODES_PER_STEP_MAX = 2**20
 """the most episodes of one step: ``algo.queries_per_step x algo.group_size``"""
+JUDGE_NOISE_MAX = 10.0
+"""the largest ``reward.judge_noise`` (the std of the ``gaussian`` judge)"""
+FLIP_NOISE_MAX = 0.5
+"""the largest ``reward.judge_noise`` of the ``flip`` judge (``sim.rewards.JUDGE_NOISE_MAX``)"""
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
@@ -84,6 +88,7 @@ BUILTIN_NAMES: dict[str, tuple[str, ...]] = {
     ),
     "sim.loss.RATIO_LEVELS": ("token", "sequence", "sequence_mean"),
     "sim.rewards.SUB_REWARD_FORMS": ("linear", "gated", "global_only", "local_only"),
+    "sim.rewards.JUDGES": ("exact", "flip", "gaussian"),
     "policies.registry.policy_kinds": ("mlp",),
 }
 """the names every registry holds from the start (a test checks them against the registries):
@@ -194,6 +199,31 @@ class RewardConfig:
     """w = b3 / (b2 + b3) in [0, 1]; when set, b2 and b3 are derived from it with b1 kept"""
     form: str = "linear"
     """``linear`` (paper), ``gated`` (released code), ``global_only``, ``local_only``"""
+    judge: str = "exact"
+    """how the expert score e_S is judged before it enters R_S (the paper's r_expert is an LLM
+    judge): ``exact`` (the env's score, a perfect judge), ``flip`` (each verdict e -> 1 - e with
+    probability ``judge_noise``) or ``gaussian`` (e + N(0, judge_noise**2)); then ``judge_bias``
+    is added and the result clipped to [0, 1]. Drawn per step and role from a generator seeded by
+    (seed, step, role), so runs stay reproducible; also judges the flat expert score of
+    ``flat_shaping``"""
+    judge_noise: float = 0.0
+    """the judge's noise: flip probability (``flip``: in [0, 0.5]; above 0.5 the judge would be
+    inverted) or standard deviation (``gaussian``: in [0, 10]); ``exact`` ignores it"""
+    judge_bias: float = 0.0
+    """constant added to every judged expert score before clipping to [0, 1] (any judge, ``exact``
+    included; in [-1, 1])"""
+    time_cost: float = 0.0
+    """main reward lost per simulated second (issue 10): ``R_M' = R_M - time_cost * sim_time -
+    call_cost * calls``; the sub reward's c_M stays the correctness (0 disables it; <= 100)"""
+    call_cost: float = 0.0
+    """main reward lost per sub-agent call of any role in the episode (a single agent: per
+    finished tool session; 0 disables it; <= 100)"""
+    flat_shaping: bool = False
+    """give a single agent (variant ``single_agent`` or ``env.flat = true``; an error with any
+    other variant) the dense expert term the co-trained sub-agent gets:
+    ``R_M'' = f_M (a1 + a2 c_M) + b3 * e_flat``, with b3 the sub reward's expert weight
+    (``reward.beta[2]``, or derived from ``reward.local_share``) and e_flat the (judged) mean
+    expert score of the episode's finished tool sessions (0 without any)"""
 
     def __post_init__(self) -> None:
         for key, vals, n in (("reward.alpha", self.alpha, 2), ("reward.beta", self.beta, 3)):
@@ -205,6 +235,19 @@ class RewardConfig:
         if self.local_share is not None:
             _num("reward.local_share", self.local_share, 0.0, 1.0)
         _choice("reward.form", self.form, _names("sim.rewards", "SUB_REWARD_FORMS"))
+        _choice("reward.judge", self.judge, _names("sim.rewards", "JUDGES"))
+        _num("reward.judge_noise", self.judge_noise, 0.0, JUDGE_NOISE_MAX)
+        _num("reward.judge_bias", self.judge_bias, -1.0, 1.0)
+        _num("reward.time_cost", self.time_cost, 0.0, 100.0)
+        _num("reward.call_cost", self.call_cost, 0.0, 100.0)
+        _choice("reward.flat_shaping", self.flat_shaping, (True, False))
+        if self.judge == "flip" and self.judge_noise > FLIP_NOISE_MAX:
+            _fail(
+                "reward.judge_noise",
+                self.judge_noise,
+                f"a flip probability in [0, {FLIP_NOISE_MAX}] with reward.judge = 'flip' "
+                "(above 0.5 the judge would be inverted)",
+            )
 
     def betas(self) -> tuple[float, float, float]:
         """The effective (b1, b2, b3)."""
@@ -336,6 +379,12 @@ specialist role). Every variant but ``async_queue`` trains on-policy: ``algo.que
 contradicts it."""
 
 
+_FLAT_SHAPING_NEEDS = (
+    "reward.flat_shaping = true needs a single agent (variant 'single_agent' or env.flat = "
+    "true): it gives the single agent the expert term a co-trained sub-agent gets itself"
+)
+
+
 @dataclass
 class TrainConfig:
     variant: str = "mgrpo"
@@ -366,6 +415,8 @@ class TrainConfig:
         _int("steps", self.steps, 1, STEPS_MAX)
         _int("threads", self.threads, 1, 1024)
         _int("checkpoint_every", self.checkpoint_every, 1, STEPS_MAX)
+        if self.reward.flat_shaping and not self.flat:
+            raise ValueError(f"{_FLAT_SHAPING_NEEDS}; variant {self.variant!r} is not flat")
 
     def role(self, name: str) -> RoleConfig:
         """The overrides of role ``name`` (defaults when none are given)."""
@@ -431,6 +482,10 @@ def apply_variant(
         if key in flat and flat[key] != value and key not in overridable:
             contradiction(key, f"sets {value!r}")
         out[key] = value
+    if out.get("reward.flat_shaping") is True and out.get("env.flat") is not True:
+        if "reward.flat_shaping" not in overridable:
+            raise ValueError(f"{_FLAT_SHAPING_NEEDS}; variant {variant!r} is not flat")
+        out["reward.flat_shaping"] = False
     lag = flat.get("algo.queue_lag")
     if variant != "async_queue" and isinstance(lag, int) and not isinstance(lag, bool) and lag > 0:
         if "algo.queue_lag" not in overridable:

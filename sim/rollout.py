@@ -42,6 +42,25 @@ class RolloutBatch:
     """task metrics from the final info (e.g. ``constraints_kept``, ``distractor_hit``)"""
     env_steps: int = 0
     """main + sub-agent steps taken"""
+    flat_expert: np.ndarray | None = None
+    """``(N,)`` the mean expert score e_S of each episode's finished tool sessions (flat mode's
+    ``final_infos[i]["flat_expert"]``; 0 where the env reports none); None: all 0"""
+    calls_total: np.ndarray | None = None
+    """``(N,)`` calls of all roles per episode: the sum of ``final_infos[i]["calls"]`` plus, in
+    flat mode, the single agent's finished tool sessions (``flat_sessions``), its equivalent of
+    delegations; None: the sum of :attr:`calls`"""
+
+    def total_calls(self) -> np.ndarray:
+        """``(N,)`` calls of all roles per episode."""
+        if self.calls_total is not None:
+            return self.calls_total
+        return sum(self.calls.values(), np.zeros(len(self.correct)))
+
+    def flat_expert_scores(self) -> np.ndarray:
+        """``(N,)`` :attr:`flat_expert`, zeros when it is None."""
+        if self.flat_expert is None:
+            return np.zeros(len(self.correct))
+        return self.flat_expert
 
     @property
     def main(self) -> Trajectories:
@@ -189,4 +208,8 @@ def collect_rollouts(
         sim_time=np.array([i["sim_time"] for i in infos], dtype=np.float64),
         extra=extra,
         env_steps=env_steps,
+        flat_expert=np.array([i.get("flat_expert", 0.0) for i in infos], dtype=np.float64),
+        calls_total=np.array(
+            [sum(i["calls"].values()) + i.get("flat_sessions", 0) for i in infos], dtype=np.float64
+        ),
     )

@@ -223,7 +223,13 @@ class Learner:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict[str, float]:
-        """Held-out success (sampled and greedy), category errors, d_k, completion time."""
+        """Held-out success (sampled and greedy), category errors, d_k, completion time.
+
+        Time keys, over the greedy episodes: ``eval/sim_time`` (mean simulated time),
+        ``eval/time_per_success`` (total simulated time / successes) and
+        ``eval/sim_time_success`` (mean over successful episodes only); the last two are left
+        out of the row when no episode succeeded.
+        """
         cfg = self.cfg
         n = cfg.eval.episodes
         queries = HELDOUT + cfg.seed * n + np.arange(n, dtype=np.int64)
@@ -253,10 +259,14 @@ class Learner:
                 greedy=greedy,
                 record_subs=False,
             )
-            out[key] = float(((b.correct == 1.0) & (b.format_ok == 1)).mean())
+            success = (b.correct == 1.0) & (b.format_ok == 1)
+            out[key] = float(success.mean())
             if greedy:
                 out["eval/category_error_rate"] = float((b.category_errors > 0).mean())
                 out["eval/sim_time"] = float(b.sim_time.mean())
+                if success.any():  # undefined without a success: left out of the row
+                    out["eval/time_per_success"] = float(b.sim_time.sum() / success.sum())
+                    out["eval/sim_time_success"] = float(b.sim_time[success].mean())
                 for r in self.roles:
                     out[f"eval/calls_mean_{r}"] = float(b.calls[r].mean())
                 for k, v in b.extra.items():

@@ -26,7 +26,7 @@ from sim.advantages import GroupAdvantages, aligned_group_advantages, group_adva
 from sim.advantages import sub_group_ids as _sub_group_ids
 from sim.alignment import Alignment, align
 from sim.loss import policy_loss
-from sim.rewards import main_reward, sub_reward
+from sim.rewards import judge_expert, main_reward, sub_reward
 from sim.rollout import RolloutBatch
 
 __all__ = [
@@ -113,15 +113,46 @@ def _adv_kw(cfg: Any) -> dict[str, Any]:
     return {"ddof": a.ddof, "eps": a.eps, "scale": a.scale, "std_floor": a.std_floor}
 
 
+def _judge(cfg: Any, expert: torch.Tensor, step: int, stream: list[int]) -> torch.Tensor:
+    """``expert`` as the configured judge reports it (``reward.judge``, ``judge_noise``,
+    ``judge_bias``), drawn from a generator seeded by (seed, step, ``stream``)."""
+    rc = cfg.reward
+    rng = np.random.default_rng([cfg.seed, step, *stream])
+    return judge_expert(expert, rc.judge, rc.judge_noise, rc.judge_bias, rng)
+
+
 # ---------------------------------------------------------------------- main rows
 def prepare_main(
     cfg: Any, batch: RolloutBatch, policy: Any, step: int, metrics: dict[str, Any]
 ) -> Prepared:
-    """R_M per rollout, advantages grouped by query (K rows a group); logs ``main/*``."""
+    """R_M per rollout, advantages grouped by query (K rows a group); logs ``main/*``.
+
+    ``R_M = f_M (a1 + a2 c_M) + b3 e_flat - time_cost * sim_time - call_cost * calls``: the
+    flat-shaping term (``reward.flat_shaping``, e_flat judged as e_S is) and the costs
+    (``reward.time_cost``, ``reward.call_cost``; calls of all roles) only when enabled.
+    """
     K = batch.group_size
     traj = batch.main
+    rc = cfg.reward
+    calls = batch.total_calls()
+    flat_true = flat = None
+    if rc.flat_shaping:
+        flat_true = torch.from_numpy(batch.flat_expert_scores())
+        flat = _rewards(lambda: _judge(cfg, flat_true, step, [4, 1 << 16]), step, "main")
     r = _rewards(
-        lambda: main_reward(batch.format_ok, batch.correct, cfg.reward.alpha), step, "main"
+        lambda: main_reward(
+            batch.format_ok,
+            batch.correct,
+            rc.alpha,
+            expert=flat,
+            expert_weight=rc.betas()[2] if rc.flat_shaping else 0.0,
+            sim_time=batch.sim_time,
+            time_cost=rc.time_cost,
+            calls=calls,
+            call_cost=rc.call_cost,
+        ),
+        step,
+        "main",
     )
     gid = torch.from_numpy(traj.rollout) // K
     adv = _advantages(lambda: group_advantages(r, gid, **_adv_kw(cfg)), step, "main")
@@ -132,6 +163,10 @@ def prepare_main(
     metrics["main/format_rate"] = float(batch.format_ok.mean())
     metrics["tool/category_error_rate"] = float((batch.category_errors > 0).mean())
     metrics["main/sim_time"] = float(batch.sim_time.mean())
+    metrics["main/calls_total_mean"] = float(np.mean(calls))
+    if flat is not None:
+        metrics["main/flat_expert_mean"] = float(flat.mean())
+        metrics["main/flat_expert_true_mean"] = float(flat_true.mean())
     for k, v in batch.extra.items():
         metrics[f"main/{k}"] = float(np.mean(v))
     version = torch.from_numpy(traj.version)
@@ -195,20 +230,23 @@ def prepare_sub(
     step: int,
     metrics: dict[str, Any],
 ) -> Prepared | None:
-    """R_S per sub row (needs its rollout's c_M), alignment to D per rollout, advantages by the
-    configured grouping; logs ``<role>/*``. None when the role was never called this step."""
+    """R_S per sub row (needs its rollout's c_M; e_S as the configured judge reports it),
+    alignment to D per rollout, advantages by the configured grouping; logs ``<role>/*``
+    (``expert_mean`` as judged, ``expert_true_mean`` the env's score). None when the role was
+    never called this step."""
     traj = batch.trajectories[role]
     n_roll = len(batch.correct)
     metrics[f"{role}/calls_mean"] = float(batch.calls[role].mean())
     if len(traj) == 0:
-        for k in ("reward_mean", "reward_std", "frac_zero_std", "expert_mean"):
+        for k in ("reward_mean", "reward_std", "frac_zero_std", "expert_mean", "expert_true_mean"):
             metrics[f"{role}/{k}"] = 0.0
         metrics |= {f"{role}/align_{k}": 0 for k in ("duplicated", "dropped")}
         metrics[f"{role}/align_empty"] = n_roll
         return None
     rollout = torch.from_numpy(traj.rollout)
     format_ok = torch.from_numpy(traj.format_ok).float()
-    expert = torch.from_numpy(traj.expert).float()
+    expert_true = torch.from_numpy(traj.expert).float()
+    expert = _rewards(lambda: _judge(cfg, expert_true, step, [4, role_index]), step, role)
     c_main = torch.from_numpy(batch.correct).float()[rollout]
     r = _rewards(
         lambda: sub_reward(format_ok, c_main, expert, cfg.reward.betas(), cfg.reward.form),
@@ -229,7 +267,8 @@ def prepare_sub(
     metrics[f"{role}/reward_mean"] = float(r.mean())
     metrics[f"{role}/reward_std"] = float(r.std(correction=0))
     metrics[f"{role}/frac_zero_std"] = res.stats.frac_zero_std
-    metrics[f"{role}/expert_mean"] = float(expert.mean())
+    metrics[f"{role}/expert_mean"] = float(expert.mean())  # as judged
+    metrics[f"{role}/expert_true_mean"] = float(expert_true.mean())
     for k, v in a.counts().items():
         metrics[f"{role}/align_{k}"] = v
     tokens = policy.pack(traj).select(a.index)

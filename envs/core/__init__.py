@@ -6,7 +6,7 @@ from envs.core.single import HierarchicalEnv
 from envs.core.spaces import actions_allowed, block_offsets, sample_masked, validate_actions
 from envs.core.subagent import SubAgentEnv, SubAgentTask, SubState
 from envs.core.text import Arg, TextFace, Tool
-from envs.core.vector import HierarchicalVectorEnv, StepResult, SubPolicy
+from envs.core.vector import HierarchicalVectorEnv, StepResult, SubPolicy, flat_max_turns
 
 __all__ = [
     "Arg",
@@ -23,6 +23,7 @@ __all__ = [
     "Tool",
     "actions_allowed",
     "block_offsets",
+    "flat_max_turns",
     "sample_masked",
     "validate_actions",
 ]

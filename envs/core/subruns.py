@@ -4,9 +4,11 @@
 ``_run_subepisodes`` runs one whole sub-episode per delegation, batched over every delegation
 of a main step, with the role's policy (or uniform random draws from the episode's pre-drawn
 uniforms), records each as a :class:`SubTrajectory` and delivers the reports to the main task.
-Flat mode (the single agent) keeps one open tool session per episode instead
-(``_open_sessions`` / ``_step_sessions``). The methods read the engine's state (``self.calls``,
-``self._u_sub``, ``self.records``, ...), set up by the engine's ``__init__`` and ``reset``.
+Flat mode (the single agent) keeps one tool session per episode instead (``_open_sessions``,
+``_state_sessions`` when the agent states it, ``_step_sessions``, ``_close_sessions``, which
+adds the session's e_S to the episode's ``flat_expert``). The methods read the engine's state
+(``self.calls``, ``self._u_sub``, ``self.records``, ...), set up by the engine's ``__init__``
+and ``reset``.
 """
 
 from __future__ import annotations
@@ -125,10 +127,12 @@ class SubEpisodes:
             )
         self._deliver(role, owners, st.instr, report)
 
-    def _open_sessions(self, idx: np.ndarray) -> None:
+    def _open_sessions(self, idx: np.ndarray, instr: np.ndarray | None = None) -> None:
+        """Flat mode: begin a tool session for episodes ``idx`` with ``instr`` (default: the
+        task's ``_flat_instruction``), drawing on the next invocation's pre-drawn randomness."""
         task, st = self.sub_tasks[self.flat_role], self._session
         st.owner[idx] = idx
-        st.instr[idx] = self._flat_instruction(idx)
+        st.instr[idx] = self._flat_instruction(idx) if instr is None else instr
         st.t[idx] = 0
         st.done[idx] = False
         st.reported[idx] = False
@@ -138,6 +142,33 @@ class SubEpisodes:
         self._issued[idx] += 1
         self._slice_random(task, st, idx, gidx)
         task.begin(st, idx, self)
+        self.session_open[idx] = True
+
+    def _state_sessions(self, owners: np.ndarray, instr: np.ndarray) -> None:
+        """Flat mode with ``flat_states_sessions``: the agent opened sessions with its own
+        instructions (one per owner); a session still open is closed first, unreported."""
+        owners, first = np.unique(owners, return_index=True)
+        instr = np.asarray(instr, dtype=np.int64).reshape(len(first), -1)[first]
+        st = self._session
+        still = owners[self.session_open[owners] & ~st.done[owners]]
+        if len(still):
+            st.reported[still] = False
+            self._close_sessions(still)
+        self._open_sessions(owners, instr)
+
+    def _close_sessions(self, idx: np.ndarray) -> None:
+        """Flat mode: end the sessions of episodes ``idx``, deliver their reports as they are,
+        add their e_S to the episode's ``flat_expert``; then reopen (engine-stated sessions) or
+        wait for the agent to state the next one."""
+        task, st = self.sub_tasks[self.flat_role], self._session
+        st.done[idx] = True
+        report, expert = task.result(st, idx)
+        self._flat_expert[idx] += expert
+        self._flat_sessions[idx] += 1
+        self.session_open[idx] = False
+        self._deliver(self.flat_role, idx, st.instr[idx], report)
+        if not self.flat_states_sessions:
+            self._open_sessions(idx)
 
     def _step_sessions(self, idx: np.ndarray, sub_actions: np.ndarray, step_time: np.ndarray):
         """Flat mode: apply the tool components of rows ``idx`` to their open tool sessions."""
@@ -155,7 +186,4 @@ class SubEpisodes:
         st.reported[idx] = ends & reported
         close = idx[closing]
         if len(close):
-            st.done[close] = True
-            report, _ = task.result(st, close)
-            self._deliver(self.flat_role, close, st.instr[close], report)
-            self._open_sessions(close)
+            self._close_sessions(close)

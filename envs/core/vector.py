@@ -10,6 +10,10 @@ and drawn at reset into fixed arrays (``_u_main``, ``_z_main``, ``_u_sub``, ``_z
 ``_u_pol``) indexed by turn / invocation / step, so an episode's trajectory does not depend on
 the other episodes in the batch (given sub-agent policies that do not depend on batching).
 
+Flat mode (the single agent, ``flat=True``): the main agent uses ``flat_role``'s tools itself,
+one tool session at a time, under the turn rule :func:`flat_max_turns` (the hierarchy's budget:
+every main turn may be followed by a whole sub-episode). See ``envs/PROTOCOL.md``.
+
 Autoreset is DISABLED: after an episode is done, stepping it is a no-op that returns its final
 observation, reward 0 and ``terminated``/``truncated`` unchanged; its action is still checked
 against the action space (out-of-space raises) but not against the mask.
@@ -57,6 +61,16 @@ class StepResult:
     """``(N,)`` bool: the main agent answered (the episode terminates)"""
 
 
+def flat_max_turns(main_turns: int, sub_steps: int) -> int:
+    """The single agent's turn cap: ``main_turns * (1 + sub_steps)``.
+
+    The hierarchical budget counted in agent turns: each of the main agent's ``main_turns``
+    turns may delegate one sub-episode of up to ``sub_steps`` steps, so a single agent that does
+    both jobs gets ``1 + sub_steps`` turns per main turn (e.g. 8 main turns, 4 sub steps: 40).
+    """
+    return int(main_turns) * (1 + int(sub_steps))
+
+
 def _generator(seed: int | None) -> np.random.Generator:
     """The generator ``gymnasium.utils.seeding.np_random(seed)`` makes (same stream), faster."""
     if seed is None:
@@ -76,7 +90,9 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
             component 0 is the action type and its last value is reserved as *malformed*.
         main_obs_spaces: main observation fields (without ``action_mask``), unbatched.
         main_tools: names of the main agent's own tools (for the latency model).
-        max_turns: main-agent turn cap (then truncated).
+        max_turns: main-agent turn cap (then truncated). In flat mode this is the hierarchical
+            budget it derives from: the single agent gets :func:`flat_max_turns` of it
+            (``self.max_turns``; ``self.main_max_turns`` keeps the given value).
         max_parallel: the most delegations one main action may carry.
         flat: single-agent mode: the main agent uses ``flat_role``'s tools itself.
         latency: the :class:`LatencyModel`.
@@ -87,6 +103,12 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
             text face's prompt of every episode; other modes are accepted and refused at
             ``render()`` (see :mod:`envs.core.rendering`).
     """
+
+    flat_states_sessions: bool = False
+    """Flat mode: whether the agent states each tool session's instruction itself (``_act``
+    returns ``delegations[flat_role] = (owners, instr)`` to open sessions; tool calls are masked
+    while none is open; the observation gets ``tool_open``). False: the engine opens the next
+    session itself with ``_flat_instruction`` (at reset and whenever one closes)."""
 
     metadata = {
         "autoreset_mode": AutoresetMode.DISABLED,
@@ -118,6 +140,7 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
         self.sub_tasks = dict(sub_tasks)
         self.flat = bool(flat)
         self.flat_role = flat_role
+        self.main_max_turns = int(max_turns)
         self.max_turns = int(max_turns)
         self.max_parallel = int(max_parallel)
         self.latency = latency
@@ -129,9 +152,12 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
             self.subagent_roles: tuple[str, ...] = ()
             ft = self.sub_tasks[flat_role]
             nvec = np.concatenate([self._main_nvec, ft.nvec])
+            self.max_turns = flat_max_turns(max_turns, ft.max_steps)
             obs_sp = dict(main_obs_spaces)
             for k, sp in ft.all_obs_spaces().items():
                 obs_sp[f"tool_{k}"] = sp
+            if self.flat_states_sessions:
+                obs_sp["tool_open"] = gym.spaces.Box(0.0, 1.0, (1,), dtype=np.float32)
         else:
             self.subagent_roles = tuple(self.sub_tasks)
             nvec = self._main_nvec
@@ -167,6 +193,10 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
         self.records: list[list[SubTrajectory]] = [[] for _ in range(n)]
         self.final_infos: list[dict[str, Any] | None] = [None] * n
         self._session: SubState | None = None
+        self.session_open = np.zeros(n, dtype=bool)
+        """flat mode: ``(N,)`` whether episode i has an open tool session (tool calls allowed)"""
+        self._flat_expert = np.zeros(n, dtype=np.float64)  # sum of e_S of finished sessions
+        self._flat_sessions = np.zeros(n, dtype=np.int64)  # finished sessions
         self._mask_cache: np.ndarray | None = None
         self._last_obs: dict[str, np.ndarray] | None = None
         self._alloc_random()
@@ -234,7 +264,9 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
         raise NotImplementedError
 
     def _flat_instruction(self, idx: np.ndarray) -> np.ndarray:
-        """Instruction of flat-mode tool sessions of episodes ``idx``: ``(len(idx), size)``."""
+        """Instruction of flat-mode tool sessions the engine opens for episodes ``idx``:
+        ``(len(idx), size)`` (with ``flat_states_sessions``: the placeholder of the session
+        shown before the agent states one)."""
         return np.zeros((len(idx), self.sub_tasks[self.flat_role].instruction_size), np.int64)
 
     def sample_instruction(self, role: str, rng: np.random.Generator) -> np.ndarray:
@@ -298,12 +330,17 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
         self.sim_time[idx] = 0.0
         self.calls[idx] = 0
         self._issued[idx] = 0
+        self._flat_expert[idx] = 0.0
+        self._flat_sessions[idx] = 0
         for i in idx:
             self.records[i] = []
             self.final_infos[i] = None
         self._new_episodes(idx)
         if self.flat:
             self._open_sessions(idx)
+            if self.flat_states_sessions:  # a placeholder session, shown closed
+                self._issued[idx] = 0
+                self.session_open[idx] = False
 
     def _alloc_random(self) -> None:
         n, T, P, S = self.num_envs, self.max_turns, self._max_inv, self._max_sub_steps
@@ -325,6 +362,10 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
             all_idx = np.arange(self.num_envs)
             for k, v in task.observe(st, all_idx).items():
                 obs[f"tool_{k}"] = v
+            if self.flat_states_sessions:
+                obs["tool_open"] = self.session_open[:, None].astype(np.float32)
+            mask = mask.copy()
+            mask[:, self.delegate_type] &= self.session_open  # a tool call needs a session
             mask = np.concatenate([mask, task.mask(st, all_idx)], axis=1)
         obs["action_mask"] = mask.astype(np.int8)
         self._mask_cache = obs["action_mask"]
@@ -341,11 +382,14 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
         if self._mask_cache is None:
             raise RuntimeError("call reset() before step()")
         active = ~self.done
+        cm = len(self._main_nvec)
         allowed = actions_allowed(a, self._mask_cache, self.offsets)
+        if self.flat:  # the tool components count only in a tool call
+            main_ok = actions_allowed(a[:, :cm], self._mask_cache, self.offsets[: cm + 1])
+            allowed = np.where(a[:, 0] == self.delegate_type, allowed, main_ok)
         self.format_ok[active & ~allowed] = 0
         ok = active & allowed
         step_time = np.where(active, self.latency.think, 0.0)
-        cm = len(self._main_nvec)
         if self.flat:
             tool_rows = ok & (a[:, 0] == self.delegate_type)
             self._step_sessions(np.flatnonzero(tool_rows), a[:, cm:], step_time)
@@ -361,7 +405,13 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
             if len(owners) == 0:
                 continue
             if self.flat:
-                raise RuntimeError("flat-mode tasks must not return delegations")
+                if not (self.flat_states_sessions and role == self.flat_role):
+                    raise RuntimeError(
+                        "in flat mode a task returns delegations only to open tool sessions "
+                        f"(flat_states_sessions = True, role {self.flat_role!r}), got {role!r}"
+                    )
+                self._state_sessions(np.asarray(owners, np.int64), instr)
+                continue
             self._run_subepisodes(role, np.asarray(owners, np.int64), instr, sub_time)
         self.sim_time += step_time + sub_time
         self.turn[active] += 1
@@ -405,6 +455,7 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
                 "sim_time": t,
                 "turns": turns,
                 "sub_trajectories": recs,
+                **self._flat_final_info(i),
                 **self._extra_final_info(i),
             }
         m = np.zeros(n, dtype=bool)
@@ -420,7 +471,20 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
         for i in range(n):
             subs[i] = self.final_infos[i]["sub_trajectories"] if m[i] else None
         info["sub_trajectories"], info["_sub_trajectories"] = subs, m.copy()
+        if self.flat:
+            for key, dt in (("flat_expert", np.float64), ("flat_sessions", np.int64)):
+                arr = np.zeros(n, dtype=dt)
+                arr[idx] = [self.final_infos[i][key] for i in idx]
+                info[key], info[f"_{key}"] = arr, m.copy()
         return info
+
+    def _flat_final_info(self, i: int) -> dict[str, Any]:
+        """Flat mode: ``flat_expert`` (mean e_S of the episode's finished tool sessions, 0.0 if
+        none: the dense expert term a trainer may give the single agent) and ``flat_sessions``."""
+        if not self.flat:
+            return {}
+        k = int(self._flat_sessions[i])
+        return {"flat_expert": float(self._flat_expert[i] / k) if k else 0.0, "flat_sessions": k}
 
     def _extra_final_info(self, i: int) -> dict[str, Any]:
         """Task-specific keys added to episode ``i``'s final info (default none)."""

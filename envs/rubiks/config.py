@@ -26,7 +26,8 @@ class RubiksConfig:
     max_calls: int = 8
     """most search sub-agent calls per episode (>= 0)"""
     max_turns: int = 8
-    """main-agent turn cap (>= 2); flat mode default: 2 * max_turns + 2"""
+    """main-agent turn cap (>= 2); flat mode: max_turns x (1 + sub_max_steps) (the engine's
+    single-agent rule)"""
     max_parallel: int = 2
     """most delegations in one main action (1 or 2)"""
     reasoner: str = "main"
@@ -107,11 +108,8 @@ def make_config(**kwargs: Any) -> RubiksConfig:
     if preset not in PRESETS:
         raise ValueError(f"preset={preset!r} is invalid; allowed: one of {sorted(PRESETS)}")
     base = dict(PRESETS[preset])
-    flat = kwargs.get("flat", False)
-    if kwargs.get("max_turns") is None:
+    if kwargs.get("max_turns") is None:  # flat mode: the engine's turn rule (PROTOCOL.md)
         kwargs.pop("max_turns", None)
-        if flat is True:
-            base["max_turns"] = 2 * base["max_turns"] + 2
     if "facts_needed" in kwargs and isinstance(kwargs["facts_needed"], list):
         kwargs["facts_needed"] = tuple(kwargs["facts_needed"])
     return replace(RubiksConfig(), **{**base, **kwargs})

@@ -221,7 +221,19 @@ class RubiksLogicVectorEnv(HierarchicalVectorEnv):
 
     # ------------------------------------------------------------------ baselines
     def baseline_policies(self, baseline: str, rng: np.random.Generator):
-        """Hook for :func:`envs.evaluate_baseline`: ``(main_policy, {role: policy|None})``."""
+        """Hook for :func:`envs.evaluate_baseline`: ``(main_policy, {role: policy|None})``.
+
+        ``oracle_flat`` is the oracle on the flat env (``evaluate_baseline`` builds it with
+        ``flat=True``). ``memorizer`` is refused: every puzzle is set on the one standard cube,
+        so the answer is a function of the clues alone and a memorizer would match the oracle
+        (the shortcut that issue 10's per-query colour schemes remove)."""
+        if baseline == "memorizer":
+            raise ValueError(
+                "baseline 'memorizer' is not defined for mgrpo/RubiksLogic-v0 yet: every "
+                "puzzle is set on the standard cube, so the clues alone give the answer (a "
+                "memorizer would reach the oracle's success); per-query colour schemes are "
+                "still to come"
+            )
         vague = baseline == "oracle_main+vague"
         main = self.oracle_main(vague=vague)
         if baseline == "oracle_main+random_sub":

@@ -14,9 +14,11 @@ from envs.species.scoring import ANSWER_MODES
 PRESETS: dict[str, dict[str, Any]] = {
     "low": {"hops": (1, 2), "fail_prob": 0.05, "max_calls": 3, "max_turns": 5},
     "default": {"hops": (2, 2), "fail_prob": 0.2, "max_calls": 6, "max_turns": 8},
-    "heavy": {"hops": (3, 4), "fail_prob": 0.3, "max_calls": 10, "max_turns": 12},
+    "heavy": {"hops": (3, 4), "fail_prob": 0.45, "max_calls": 16, "max_turns": 18},
 }
-"""Call-rate presets: hops per question, failure probability, call and turn caps."""
+"""Call-rate presets: hops per question, failure probability, call and turn caps. Under the
+oracle (2,000 held-out queries) d_k has mean 1.6 / 2.5 / 6.3; ``heavy`` exceeds the paper's
+alignment target D = 8 in about 18% of episodes (every failed call is retried)."""
 
 LATENCY = LatencyModel(
     tools={"search": (1.0, 0.4), "visit": (2.0, 0.4), "report": (0.3, 0.2)}, think=1.0
@@ -37,11 +39,14 @@ class SpeciesConfig:
     max_calls: int = 6
     """sub-agent calls allowed per episode (>= max hops)"""
     max_turns: int = 8
-    """main-agent turns per episode (> max hops: every hop and the answer take a turn)"""
+    """main-agent turns per episode (> max hops: every hop and the answer take a turn); in flat
+    mode the single agent gets ``max_turns * (1 + max_sub_steps)`` turns (the engine's
+    ``flat_max_turns``)"""
     max_parallel: int = 2
     """copies of one instruction a delegation may send at once (they run in parallel)"""
     flat: bool = False
-    """single-agent mode: the main agent uses search/visit/report itself, no sub-agent"""
+    """single-agent mode: the main agent opens its own search sessions (a hop and the conditions
+    it states) and uses search/visit/report itself, no sub-agent"""
     n_species: int = 10
     """entities per index (species, films, persons), 4..24"""
     n_agencies: int = 3

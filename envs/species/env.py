@@ -14,8 +14,9 @@ import numpy as np
 
 from envs.core import HierarchicalEnv, HierarchicalVectorEnv, StepResult
 from envs.core.text import Arg, TextFace, Tool, flat_reserved, flat_tools
-from envs.species import prompt
+from envs.species import baselines, prompt
 from envs.species import task as T
+from envs.species.baselines import oracle_sub as oracle_sub  # re-export (tests, docs)
 from envs.species.config import LATENCY, SpeciesConfig
 from envs.species.generator import KnowledgeGenerator
 from envs.species.search import SpeciesSearchTask
@@ -26,8 +27,11 @@ class InvasiveSpeciesVectorEnv(HierarchicalVectorEnv):
     """N invasive-species episodes stepped together in numpy (see :class:`InvasiveSpeciesEnv`).
 
     Final info: the protocol's arrays with ``_key`` masks plus ``constraints_kept``,
-    ``distractor_hit`` and ``hops``; per-episode dicts in ``final_infos[i]``.
+    ``distractor_hit`` and ``hops`` (flat mode: ``flat_expert``, ``flat_sessions``);
+    per-episode dicts in ``final_infos[i]``.
     """
+
+    flat_states_sessions = True  # flat mode: the agent states each search session itself
 
     def __init__(self, num_envs: int = 1, *, render_mode: str | None = None, **kwargs: Any) -> None:
         cfg = SpeciesConfig.from_kwargs(**kwargs)
@@ -45,7 +49,9 @@ class InvasiveSpeciesVectorEnv(HierarchicalVectorEnv):
         )
         self.max_calls = int(cfg.max_calls)
         p = int(cfg.max_parallel)
-        main_nvec = np.array([NUM_TYPES + 2, 2, 2, 2, p], dtype=np.int64)
+        flat = bool(cfg.flat)
+        # kinds: answer, one per hop, (flat: use a tool,) malformed
+        main_nvec = np.array([NUM_TYPES + 2 + flat, 2, 2, 2, p], dtype=np.int64)
 
         def box(*shape: int) -> gym.spaces.Box:
             return gym.spaces.Box(0.0, 1.0, shape, dtype=np.float32)
@@ -66,24 +72,24 @@ class InvasiveSpeciesVectorEnv(HierarchicalVectorEnv):
             main_tools=(),
             max_turns=int(cfg.max_turns),
             max_parallel=p,
-            flat=bool(cfg.flat),
+            flat=flat,
             latency=LATENCY,
             n_main_uniforms=1,
-            delegate_type=T.M_DELEGATE,
+            delegate_type=T.M_TOOL if flat else T.M_DELEGATE,
             render_mode=render_mode,
         )
         self.state = T.MainState.empty(self.generator(np.zeros(self.num_envs, dtype=np.int64)))
         tools, reserved = _main_tools(p), ()
         if self.flat:
-            # delegation kinds other than "use a tool" are never allowed in flat mode: they keep
-            # a text form (unlisted) so that every in-space action has one
+            # kind 1 + t opens a search session for hop t stating the kept conditions (as a
+            # delegation does, without copies); kind M_TOOL runs one of its tools
             off = len(main_nvec)
-            hidden = tuple(replace(t, listed=False) for t in tools[1:])
+            opens = tuple(_flat_open(t) for t in tools[1:])
             tools = flat_tools(
-                (tools[0], *hidden), sub.text.tools, delegate_type=T.M_DELEGATE, offset=off
+                (tools[0], *opens), sub.text.tools, delegate_type=T.M_TOOL, offset=off
             )
             reserved = flat_reserved(
-                delegate_type=T.M_DELEGATE, offset=off, sub_invalid=sub.text.invalid_type
+                delegate_type=T.M_TOOL, offset=off, sub_invalid=sub.text.invalid_type
             )
         self.text = TextFace(
             tools,
@@ -125,10 +131,11 @@ class InvasiveSpeciesVectorEnv(HierarchicalVectorEnv):
 
     def _mask(self) -> np.ndarray:
         n, p = self.num_envs, int(self._main_nvec[-1])
-        if self.flat:  # answer, or use a tool (kind 1); canonical 0 elsewhere
-            kind = np.zeros((n, NUM_TYPES + 2), bool)
-            kind[:, : T.M_DELEGATE + 1] = True
-            keep = np.tile([True, False], (n, NUM_SLOTS))
+        if self.flat:  # answer, open a session (a hop whose link is known), use a tool
+            ones = np.ones((n, 1), bool)
+            dele = T.delegable(self.state)
+            kind = np.concatenate([ones, dele, ones, ~ones], axis=1)  # engine: tool iff open
+            keep = np.ones((n, 2 * NUM_SLOTS), dtype=bool)
             copies = np.zeros((n, p), bool)
             copies[:, 0] = True
             return np.concatenate([kind, keep, copies], axis=1).astype(np.int8)
@@ -149,8 +156,13 @@ class InvasiveSpeciesVectorEnv(HierarchicalVectorEnv):
         answered[ans] = True
         self.correct[ans] = T.correctness(self.state, ans, self.cfg.answer_scoring)
         delegations = {}
-        dl = rows[(kind >= T.M_DELEGATE) & (kind < T.M_MALFORMED)]
-        if not self.flat:
+        dl = rows[(kind >= T.M_DELEGATE) & (kind < T.M_DELEGATE + NUM_TYPES)]
+        if self.flat:  # open a search session with the agent's own instruction
+            t = actions[dl, 0] - T.M_DELEGATE
+            value, include = T.make_instructions(self.state, dl, t, actions[dl, 1 : 1 + NUM_SLOTS])
+            instr = np.concatenate([t[:, None], value, include.astype(np.int64)], axis=1)
+            delegations["sub"] = (dl, instr)
+        else:
             copies = actions[dl, -1] + 1
             owners = np.repeat(dl, copies)
             t = np.repeat(actions[dl, 0] - T.M_DELEGATE, copies)
@@ -164,14 +176,11 @@ class InvasiveSpeciesVectorEnv(HierarchicalVectorEnv):
         T.apply_reports(self.state, np.asarray(owners), instr[:, 0], report["doc"])
 
     def _flat_instruction(self, idx: np.ndarray) -> np.ndarray:
-        """Flat mode: the agent works on the first hop without a matching report (it can read
-        the question), all known fields stated; its own query bits decide the search."""
-        st = self.state
-        need = T.hop_exists(st)[idx] & ~T.report_match(st)[idx].all(axis=2)
-        t = np.where(need.any(axis=1), np.argmax(need, axis=1), NUM_TYPES - 1)
-        value = T.question_values(st, idx, t)
-        include = (value >= 0).astype(np.int64)
-        return np.concatenate([t[:, None], value, include], axis=1)
+        """Flat mode: the placeholder session shown before the agent opens one (closed: tool
+        calls are masked): the question's first hop, nothing stated."""
+        t = T.first_type(self.state, idx)
+        none = np.full((len(idx), NUM_SLOTS), -1, dtype=np.int64)
+        return np.concatenate([t[:, None], none, np.zeros_like(none)], axis=1)
 
     def sample_instruction(self, role: str, rng: np.random.Generator) -> np.ndarray:
         """A random instruction for episode 0: a random hop of its question with its true link
@@ -212,54 +221,9 @@ class InvasiveSpeciesVectorEnv(HierarchicalVectorEnv):
 
     # ---------------------------------------------------------------- baselines
     def baseline_policies(self, baseline: str, rng: np.random.Generator):
-        """``(main_policy, {"sub": policy or None})`` of a baseline (see ``envs.baselines``).
-
-        * oracle M: works through the hops in order, delegating the first one whose report is
-          missing or does not match the question with every field, one copy; answers when all
-          reports match (or no call is left). Oracle S: search with every stated field, visit
-          rank 1, report (report at once after a tool error).
-        * ``oracle_main+vague``: the oracle's plan, but each instruction drops one of the hop's
-          three essential fields (uniformly), and M accepts any report (it does not check).
-        """
-        if baseline not in ("oracle", "oracle_main+random_sub", "oracle_main+vague"):
-            raise ValueError(f"unknown baseline {baseline!r} for {type(self).__name__}")
-        vague = baseline == "oracle_main+vague"
-
-        def main(obs: dict[str, np.ndarray]) -> np.ndarray:
-            mask = obs["action_mask"]
-            n = mask.shape[0]
-            hop_ok = mask[:, T.M_DELEGATE : T.M_DELEGATE + NUM_TYPES] > 0
-            if vague:
-                need = (obs["hops"] > 0) & (obs["reported"] == 0)
-            else:
-                need = (obs["hops"] > 0) & ~(obs["match"] > 0).all(axis=2)
-            cand = need & hop_ok
-            go = cand.any(axis=1)
-            a = np.zeros((n, len(self.nvec)), dtype=np.int64)
-            a[:, 0] = np.where(go, T.M_DELEGATE + np.argmax(cand, axis=1), T.M_ANSWER)
-            a[:, 1 : 1 + NUM_SLOTS] = go[:, None]
-            if vague:
-                drop = rng.integers(0, NUM_SLOTS, n)
-                a[np.arange(n), 1 + drop] = 0
-            return a
-
-        return main, {"sub": None if baseline == "oracle_main+random_sub" else oracle_sub}
-
-
-def oracle_sub(obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """The oracle search sub-agent (deterministic: logp 0): search with every stated field,
-    visit the top result, report it; after a tool error (or without results) report at once."""
-    n = obs["action_mask"].shape[0]
-    searched = obs["searched"][:, 0] > 0
-    stop = (obs["error"][:, 0] > 0) | (obs["visited"][:, 0] > 0)
-    has = obs["results"][:, 0] > 0
-    kind = np.where(
-        stop, T.S_REPORT, np.where(~searched, T.S_SEARCH, np.where(has, T.S_VISIT, T.S_REPORT))
-    )
-    a = np.zeros((n, 5), dtype=np.int64)
-    a[:, 0] = kind
-    a[:, 1 : 1 + NUM_SLOTS] = 1
-    return a, np.zeros(n)
+        """``(main_policy, {"sub": policy or None})`` of a baseline (see
+        :func:`envs.species.baselines.baseline_policies`)."""
+        return baselines.baseline_policies(self, baseline, rng)
 
 
 _SYSTEM = (
@@ -268,9 +232,10 @@ _SYSTEM = (
     "reported: the answer is the zip codes of the latest records report."
 )
 _SYSTEM_FLAT = (
-    "You are a search agent. Answer the question by working through its hops in order: search "
-    "with the hop's conditions, visit a result and report the page; answer when the records hop "
-    "is reported: the answer is the zip codes of the latest records report."
+    "You are a search agent. Answer the question by working through its hops in order: open a "
+    "search session for a hop stating the conditions to keep, then search, visit a result and "
+    "report the page; answer when the records hop is reported: the answer is the zip codes of "
+    "the latest records report."
 )
 
 
@@ -282,6 +247,18 @@ class _MainDescribe:
 
     def __call__(self, obs: dict[str, np.ndarray], kb: Any) -> str:
         return prompt.describe_main(obs, kb, max_calls=self.max_calls, flat=self.flat)
+
+
+def _flat_open(tool: Tool) -> Tool:
+    """Flat mode's form of a delegation tool: open a search session for the hop, stating the
+    kept conditions (no copies: one session at a time)."""
+    hop = tool.name.removeprefix("find_")
+    return replace(
+        tool,
+        description=f"Open a search session for the {hop} hop, stating the conditions to keep "
+        "(closes the open one); then search, visit and report in it.",
+        args=tool.args[:NUM_SLOTS],
+    )
 
 
 def _main_tools(p: int) -> tuple[Tool, ...]:
@@ -337,9 +314,19 @@ class InvasiveSpeciesEnv(HierarchicalEnv):
     ``keep_j`` = 1 states field ``j`` in the instruction (field 1 is the link: it is known once
     the previous hop is reported); ``copies + 1`` parallel copies of the instruction are sent
     (they run in parallel in simulated time). A delegation kind is allowed when its hop is in the
-    question, its link is known and a call is left; answering is always allowed. In flat mode
-    (``flat=True``) kind 1 means "use a tool" and the sub-agent's components ``[kind, use_1..3,
-    rank]`` (:mod:`envs.species.search`) are appended.
+    question, its link is known and a call is left; answering is always allowed.
+
+    **Flat mode** (``flat=True``, the single agent, the same rules without delegation):
+    ``MultiDiscrete([7, 2, 2, 2, max_parallel, 4, 2, 2, 2, top_k])``: kind 1 + t *opens a
+    search session* for hop t stating the kept fields (as a delegation states them; ``copies``
+    must be 0; an open session is closed first, unreported), kind 5 uses one of the session's
+    tools with the appended sub-agent components ``[kind, use_1..3, rank]``
+    (:mod:`envs.species.search`; allowed only while a session is open; they count only in a
+    tool call), kind 6 is the malformed one. A session closes when it reports (or runs out of
+    ``max_sub_steps``); its report is taken as it is, exactly as a delegated one. The env
+    neither picks the hop nor checks the reports: the agent reads ``match`` as M does. Turn
+    cap: ``max_turns * (1 + max_sub_steps)`` (the engine's ``flat_max_turns``, 40 by default);
+    no call cap.
 
     ## Observation Space
     ``Dict`` of float32 arrays in [0, 1] (plus ``action_mask``, int8 ``(sum(nvec),)``):
@@ -353,6 +340,9 @@ class InvasiveSpeciesEnv(HierarchicalEnv):
     | attempts | (4,) | calls made per hop / ``max_calls`` |
     | budget | (2,) | share of calls left, share of turns left |
     | query_id | () int64 | the episode's query id (an id field: the MLP encoder ignores it) |
+
+    Flat mode adds the session's fields with the ``tool_`` prefix (the sub-agent's below) and
+    ``tool_open`` ``(1,)``: whether a session is open.
 
     The search sub-agent (role ``"sub"``, ``subagent_spaces["sub"]``) sees its intent (one-hot
     index type), which fields are stated, whether it searched, tool error, which result slots are
@@ -377,7 +367,8 @@ class InvasiveSpeciesEnv(HierarchicalEnv):
 
     ## Episode End
     - Termination: M answers.
-    - Truncation: ``max_turns`` main turns without an answer (c_M = 0).
+    - Truncation: ``max_turns`` main turns (flat: ``max_turns * (1 + max_sub_steps)`` turns)
+      without an answer (c_M = 0).
 
     ## Info (final step)
     ``correct``, ``format_ok``, ``calls`` ({"sub": d_k}), ``category_errors`` (always 0),
@@ -385,18 +376,20 @@ class InvasiveSpeciesEnv(HierarchicalEnv):
     log-normal: search 1 s, visit 2 s, report 0.3 s), ``turns``, ``query``, ``sub_trajectories``,
     ``constraints_kept`` (mean over instructions of the share of the hop's 3 essential fields
     stated; 0 without instructions), ``instructions``, ``distractor_hit`` (1 if any report of
-    the episode was a planted distractor), ``hops``.
+    the episode was a planted distractor), ``hops``. Flat mode: ``calls`` is ``{}``;
+    ``flat_sessions`` (finished search sessions) and ``flat_expert`` (their mean e_S, 0.0 if
+    none: the dense expert term a trainer may give the single agent).
 
     ## Arguments
     ``gymnasium.make("mgrpo/InvasiveSpecies-v0", preset="default", **overrides)``; keys and
     checks in :class:`SpeciesConfig`. Presets (d_k under the oracle: low ~1.6, default ~2.5,
-    heavy ~5):
+    heavy ~6.3, above D = 8 in ~18% of episodes):
 
     | preset | hops | fail_prob | max_calls | max_turns |
     |---|---|---|---|---|
     | low | 1-2 | 0.05 | 3 | 5 |
     | default | 2 | 0.2 | 6 | 8 |
-    | heavy | 3-4 | 0.3 | 10 | 12 |
+    | heavy | 3-4 | 0.45 | 16 | 18 |
 
     Other keys: ``max_parallel`` (2), ``flat`` (False), ``n_species`` (10), ``n_agencies`` (3),
     ``top_k`` (3), ``max_sub_steps`` (4), ``answer_scoring`` ("exact").
@@ -404,10 +397,18 @@ class InvasiveSpeciesEnv(HierarchicalEnv):
     :mod:`envs.core.rendering`.
 
     ## Baselines
-    ``baseline_policies`` (used by :func:`envs.evaluate_baseline`): ``oracle`` (every field,
-    hops in order, retry a hop whose report is missing or mismatched), ``oracle_main+random_sub``,
-    ``oracle_main+vague`` (each instruction drops one essential field; M accepts any report) and
-    ``random``.
+    ``baseline_policies`` (used by :func:`envs.evaluate_baseline`; meanings in
+    ``envs/PROTOCOL.md``): ``oracle`` (every field, hops in order, retry a hop whose report is
+    missing or mismatched), ``oracle_main+random_sub``, ``oracle_main+vague`` (each instruction
+    drops one essential field; M rejects a mismatched report as the oracle does), ``memorizer``
+    (answers at once: the zip codes cannot be guessed), ``oracle_flat`` (``flat=True``) and
+    ``random``. Success on 2,000 held-out queries (seed 0), mean simulated seconds:
+
+    | preset | oracle | +random_sub | +vague | random | memorizer | oracle_flat |
+    |---|---|---|---|---|---|---|
+    | low | 0.996 (7.9 s) | 0.035 | 0.000 | 0.007 | 0.000 | 1.000 (12.6 s) |
+    | default | 0.998 (11.3 s) | 0.007 | 0.000 | 0.000 | 0.000 | 1.000 (18.4 s) |
+    | heavy | 0.999 (23.6 s) | 0.001 | 0.000 | 0.000 | 0.000 | 1.000 (40.1 s) |
 
     ## Example
     >>> import numpy as np

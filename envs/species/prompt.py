@@ -96,7 +96,8 @@ def describe_main(obs: Obs, kb, *, max_calls: int, flat: bool = False) -> str:
     """The main agent's user message (flat mode: plus its search session, ``tool_*`` keys)."""
     n_hops = int(np.asarray(obs["hops"]).sum())
     first = NUM_TYPES - n_hops
-    lines = [question(kb, 0), "", "Hops (delegate each with the conditions to keep):"]
+    how = "open a search session for" if flat else "delegate"
+    lines = [question(kb, 0), "", f"Hops ({how} each with the conditions to keep):"]
     for t in range(first, NUM_TYPES):
         conds = "; ".join(
             f"condition_{j + 1} = {c}" for j, c in enumerate(conditions(kb, 0, t, first))
@@ -126,10 +127,13 @@ def describe_main(obs: Obs, kb, *, max_calls: int, flat: bool = False) -> str:
                 any_report = True
     if not any_report:
         lines.append("- none")
-    lines.append(f"Calls left: {round(float(obs['budget'][0]) * max_calls)}.")
-    if flat:
+    if not flat:
+        lines.append(f"Calls left: {round(float(obs['budget'][0]) * max_calls)}.")
+    elif obs["tool_open"][0] > 0:
         session = {k[5:]: v for k, v in obs.items() if k.startswith("tool_")}
         lines += ["", describe_sub(session, kb, flat=True)]
+    else:
+        lines += ["", "No search session is open: open one for a hop (find_<hop>)."]
     return "\n".join(lines)
 
 

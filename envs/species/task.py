@@ -28,8 +28,10 @@ from envs.species.scoring import answer_score, expert_score
 from envs.species.types import NUM_SLOTS, NUM_TYPES, RECORDS, KnowledgeBase
 
 # main-agent action components: [kind, keep_0, keep_1, keep_2, copies]; kind 0 answers,
-# kind 1 + t delegates index type t, kind 5 is reserved for malformed output
+# kind 1 + t delegates index type t, kind 5 is reserved for malformed output. Flat mode: kind
+# 1 + t opens a search session for type t, kind 5 (M_TOOL) uses a tool, kind 6 is malformed
 M_ANSWER, M_DELEGATE, M_MALFORMED = 0, 1, 5
+M_TOOL = 5
 # sub-agent action components: [kind, use_0, use_1, use_2, rank]
 S_SEARCH, S_VISIT, S_REPORT = 0, 1, 2
 PENDING, REPORTED, FAILED = 0, 1, 2

@@ -188,3 +188,34 @@ def test_docstring_example_runs():
     import envs.species.env as mod
 
     assert doctest.testmod(mod).failed == 0
+
+
+def test_flat_turn_cap_follows_the_engine_rule():
+    # max_turns x (1 + max_sub_steps): 8 x 5 on default, 18 x 5 on heavy
+    assert InvasiveSpeciesVectorEnv(flat=True).max_turns == 40
+    assert InvasiveSpeciesVectorEnv(flat=True, preset="heavy").max_turns == 90
+    assert InvasiveSpeciesVectorEnv(flat=True, max_sub_steps=3).max_turns == 32
+
+
+def test_flat_agent_states_its_hop_and_conditions_and_its_report_is_taken_as_is():
+    env = InvasiveSpeciesEnv(flat=True, fail_prob=0.0)
+    obs, _ = env.reset(seed=0, options={"query": 2**31 + 5})
+    t = int(np.argmax(obs["hops"]))
+    # no session open: the tool kind (5) is masked, the env opened nothing for the agent
+    assert obs["tool_open"][0] == 0 and obs["action_mask"][5] == 0
+    # open a session for the first hop, dropping condition 2 (keep = 1, 0, 1)
+    obs, *_ = env.step(np.array([1 + t, 1, 0, 1, 0, 0, 0, 0, 0, 0]))
+    assert obs["tool_open"][0] == 1 and obs["tool_instruction"][0] == t
+    assert obs["tool_instruction"][4:].tolist() == [1, 0, 1]
+    for _ in range(3):  # search, visit rank 1, report (the oracle S's moves)
+        session = {k[5:]: v[None] for k, v in obs.items() if k.startswith("tool_")}
+        session["action_mask"] = obs["action_mask"][None]
+        sub = oracle_sub(session)[0][0]
+        obs, *_ = env.step(np.concatenate([[5, 0, 0, 0, 0], sub]))
+    # the distractor came back and stands: no check, no new session, the agent sees the mismatch
+    assert obs["tool_open"][0] == 0 and obs["reported"][t] == 1
+    assert obs["match"][t].tolist() == [1.0, 0.0, 1.0]
+    *_, info = env.step(np.zeros(10, dtype=np.int64))
+    assert info["distractor_hit"] == 1 and info["calls"] == {} and info["turns"] == 5
+    # e_S scores the session against what the agent stated: both stated fields match
+    assert info["flat_sessions"] == 1 and info["flat_expert"] == 1.0

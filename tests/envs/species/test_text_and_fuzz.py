@@ -24,9 +24,9 @@ def test_main_text_round_trip_every_action_kind(flat):
         got, ok, reason = text.parse(text.to_text(c))
         assert ok and reason == "" and np.array_equal(got, c)
         kinds.add(tool.name)
-    # flat mode: the delegation kinds other than "use a tool" keep an (unlisted) text form
-    expected = {"answer", "find_film", "find_species", "find_records"} | (
-        {"search", "visit", "report"} if flat else {"find_person"}
+    # flat mode: find_<hop> opens a search session; the session's tools are the agent's own
+    expected = {"answer", "find_person", "find_film", "find_species", "find_records"} | (
+        {"search", "visit", "report"} if flat else set()
     )
     assert kinds == expected
 
