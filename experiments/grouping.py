@@ -123,14 +123,11 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _flat(d: dict[str, Any], pre: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out |= _flat(v, f"{pre}{k}.")
-        else:
-            out[f"{pre}{k}"] = tuple(v) if isinstance(v, list) else v
-    return out
+def _flat(d: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys of a nested config dict, lists as tuples (hashable)."""
+    from experiments.config import flatten
+
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in flatten(d).items()}
 
 
 def _seed_of(run_dir: Path) -> int | None:

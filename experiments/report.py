@@ -46,14 +46,11 @@ _FIG_CAPTIONS = {
 }
 
 
-def _flat(d: dict[str, Any], pre: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out |= _flat(v, f"{pre}{k}.")
-        else:
-            out[f"{pre}{k}"] = v
-    return out
+def _flat(d: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys of a nested config dict."""
+    from experiments.config import flatten
+
+    return flatten(d)
 
 
 def _ci(row: dict[str, Any]) -> str:

@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from experiments.config import ConfigError
-from experiments.sweep.cli import add_parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mgrpo")  # usage reads "mgrpo sweep ..."
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["sweep", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
+from experiments.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["sweep", *sys.argv[1:]]))
