@@ -91,8 +91,19 @@ class Line:
 
     @property
     def config(self) -> str:
-        """The differing part of the label (``"D=4, w=0.3"``; empty when none)."""
-        return ", ".join(f"{short_key(k)}={_fmt(v)}" for k, v in self.differs)
+        """The differing part of the label (``"D=4, w=0.3"``, ``"init=stage1"``; empty when
+        none). ``roles.<r>.init_from`` reads ``init=`` the directory the runs start from
+        (``random`` when unset), once when every role starts from the same place."""
+        parts = []
+        inits = {v for k, v in self.differs if k.startswith("roles.") and k.endswith(".init_from")}
+        if len(inits) == 1:
+            parts.append(f"init={_init_label(next(iter(inits)))}")
+        for k, v in self.differs:
+            if len(inits) == 1 and k.startswith("roles.") and k.endswith(".init_from"):
+                continue
+            value = _init_label(v) if k.endswith(".init_from") else _fmt(v)
+            parts.append(f"{short_key(k)}={value}")
+        return ", ".join(parts)
 
 
 class MixedConfigs(ValueError):
@@ -113,6 +124,15 @@ def short_key(key: str) -> str:
     if len(parts) == 3 and parts[0] == "roles" and parts[2] == "align_target":
         return f"D_{parts[1]}"
     return key
+
+
+def _init_label(v: Any) -> str:
+    """``random`` for no ``init_from``; the directory of the seeds' runs for a seed-derived one
+    (``stage1``: each seed starts from its own run there); else ``parent/name`` of the run."""
+    if v in (_UNSET, None, ""):
+        return "random"
+    path = Path(str(v))
+    return path.parent.name if path.name == SEED_DERIVED else f"{path.parent.name}/{path.name}"
 
 
 def _fmt(v: Any) -> str:
@@ -158,6 +178,8 @@ def config_key(run: Run, *, drop: Sequence[str] = ("seed", *MECHANICS)) -> dict[
             continue
         if k.startswith("roles.") and k.endswith(".init_from"):
             v = _init_from(v, run.seed)
+        if k.startswith("roles.") and v in (None, False):  # a role key at its default
+            continue
         out[k] = v
     return out
 

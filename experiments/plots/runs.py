@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from scipy import stats as sps  # noqa: E402
 
 from experiments.grouping import Line, check_strict, notices  # noqa: E402
+from experiments.stages import is_stage1_dir
 from experiments.stats import (  # noqa: E402
     COUNTERS,
     Run,
@@ -367,6 +368,11 @@ def plot_runs(
     runs = [x for x in items if isinstance(x, Run)]
     paths = [x for x in items if not isinstance(x, Run)]
     runs += load_runs(paths) if paths else []
+    warmups = [r for r in runs if is_stage1_dir(r.path)]
+    if warmups and len(warmups) < len(runs):  # a paper-protocol grid: plot stage 2 only
+        runs = [r for r in runs if not is_stage1_dir(r.path)]
+        if notify:
+            print(f"note: left out {len(warmups)} stage-1 runs (warm-ups)", file=sys.stderr)
     if not runs:
         raise ValueError("no runs to plot")
     out_dir = Path(out_dir)
