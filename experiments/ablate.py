@@ -198,9 +198,9 @@ def _env_cells(
     stage1_cells: dict[tuple[str, int], tuple[AblationRun, Any]] = {}
     checked: set[tuple] = set()
     for variant_name in variants:
-        variant, from_stage1 = stages.CELLS.get(variant_name, (variant_name, True))
+        variant, from_stage1, extra = stages.CELLS.get(variant_name, (variant_name, True, {}))
         for k in range(seeds):
-            grid = {"variant": variant, "seed": seed0 + k}
+            grid = {"variant": variant, "seed": seed0 + k, **extra}
             flat, cfg = _cell(layers, grid, variant_name)
             needs: tuple[Path, ...] = ()
             if stage1 is not None and from_stage1:
@@ -427,7 +427,10 @@ def summarize(out: Path, runs: list[AblationRun]) -> list[Path]:
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("ablate", help="run a grid of variants x seeds in parallel")
     p.add_argument("config", nargs="?", help="TOML config (may hold an [ablate] table)")
-    p.add_argument("--variants", help=f"comma list of {', '.join(VARIANTS)}")
+    p.add_argument(
+        "--variants",
+        help=f"comma list of {', '.join(VARIANTS)}; grid cells: {', '.join(stages.CELLS)}",
+    )
     p.add_argument("--seeds", type=int, help="number of seeds per variant (default 3)")
     p.add_argument("--envs", help="comma list of env ids (default: env.id of the config)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")

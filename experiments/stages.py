@@ -15,7 +15,9 @@ stage-1 run of its own seed for every role it has (``main_only`` thus freezes th
 sub-agent), and waits for that run (:attr:`experiments.ablate.AblationRun.needs`). Grid names
 beyond the variants (:data:`CELLS`): ``main_only_random_init`` is ``main_only`` from random
 initial policies (the ablation the paper does not run; its runs' ``config.toml`` say
-``variant = "main_only"`` without ``init_from``).
+``variant = "main_only"`` without ``init_from``); ``single_agent_shaped`` is ``single_agent``
+(from the flat stage-1 run) with ``reward.flat_shaping = true``, the dense expert term the
+co-trained sub-agent gets, so a grid separates "hierarchy" from "denser reward".
 
 Precedence of a stage-1 run's keys, lowest first: the file, the env's ``env_overrides``,
 ``--set``, ``[ablate.stage1]`` (``--set ablate.stage1.steps=2`` changes the table), then the
@@ -57,8 +59,11 @@ STAGE1 = "stage1"
 STAGE1_FLAT = "stage1_flat"
 """the dir name of the flat stage-1 runs (``single_agent``'s warm-up)"""
 STAGE1_DIRS = (STAGE1, STAGE1_FLAT)
-CELLS: dict[str, tuple[str, bool]] = {"main_only_random_init": ("main_only", False)}
-"""grid names beyond the variants: name -> (variant, starts from stage 1)"""
+CELLS: dict[str, tuple[str, bool, dict[str, Any]]] = {
+    "main_only_random_init": ("main_only", False, {}),
+    "single_agent_shaped": ("single_agent", True, {"reward.flat_shaping": True}),
+}
+"""grid names beyond the variants: name -> (variant, starts from stage 1, keys it sets)"""
 FORBIDDEN = ("variant", "seed")
 """keys the grid sets in a stage-1 run"""
 

@@ -18,7 +18,8 @@ from envs.core.vector import HierarchicalVectorEnv, SubPolicy
 class HierarchicalEnv(gym.Env):
     """Base of single main-agent envs. Subclasses set ``vector_class``.
 
-    ``reset(seed=s, options={"query": q})``; ``step(action)`` with ``action`` ``(n_comp,)``.
+    ``reset(seed=s, options={"query": q})`` (or ``{"puzzle": name}`` where the env has named
+    puzzles); ``step(action)`` with ``action`` ``(n_comp,)``.
     The final ``info`` holds ``correct``, ``format_ok``, ``calls`` (role -> d_k),
     ``category_errors``, ``sim_time``, ``turns``, ``query`` and ``sub_trajectories``;
     earlier steps return ``info = {}``.
@@ -70,6 +71,10 @@ class HierarchicalEnv(gym.Env):
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
         q = None if options is None else options.get("query")
+        if options is not None and options.get("puzzle") is not None:
+            if q is not None:
+                raise ValueError('give options["puzzle"] or options["query"], not both')
+            q = self.vec.puzzle_query(options["puzzle"])
         if q is not None and (int(q) < 0 or int(q) != q):
             raise ValueError(f'options["query"] must be a non-negative int, got {q!r}')
         queries = None if q is None else np.array([int(q)], dtype=np.int64)

@@ -269,6 +269,12 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
         shown before the agent states one)."""
         return np.zeros((len(idx), self.sub_tasks[self.flat_role].instruction_size), np.int64)
 
+    def puzzle_query(self, name: str) -> int:
+        """The reserved query id of a named puzzle (``options["puzzle"]``); this env has none."""
+        raise ValueError(
+            f'options["puzzle"] = {name!r}: {type(self).__name__} has no named puzzles'
+        )
+
     def sample_instruction(self, role: str, rng: np.random.Generator) -> np.ndarray:
         """A random instruction for ``role`` (used by :class:`SubAgentEnv` without one)."""
         return np.zeros(self.sub_tasks[role].instruction_size, dtype=np.int64)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from envs.rubiks.types import N_TOPICS
+from envs.rubiks.generator import MAX_FACTS
 
 
 @dataclass(frozen=True)
@@ -14,15 +14,15 @@ class RubiksConfig:
 
     preset: str = "default"
     """"low" | "default" | "heavy": the base values of the knobs below"""
-    facts_needed: tuple[float, ...] = (0.1, 0.3, 0.4, 0.2)
-    """probabilities that a puzzle needs 0, 1, 2, 3 cube facts (the main driver of d_k)"""
+    facts_needed: tuple[float, ...] = (0.1, 0.4, 0.5)
+    """probabilities that a puzzle needs 0, 1, 2 cube facts (the main driver of d_k)"""
     search_noise: float = 0.5
     """probability that a search result slot is an irrelevant page, in [0, 1)"""
     fail_prob: float = 0.15
     """sub-agent failure probability: a search call errors and returns nothing, in [0, 1)"""
     decoy_rate: float = 0.5
-    """without the "standard colour scheme" constraint, probability that a relevant page is
-    about a non-standard scheme (its statement is wrong for the standard cube), in [0, 1]"""
+    """without the "this cube's colour scheme" constraint, probability that a relevant page is
+    a generic one about another scheme (its statement may be wrong for this cube), in [0, 1]"""
     max_calls: int = 8
     """most search sub-agent calls per episode (>= 0)"""
     max_turns: int = 8
@@ -47,11 +47,14 @@ class RubiksConfig:
         p = self.facts_needed
         if (
             not isinstance(p, tuple | list)
-            or len(p) != N_TOPICS
+            or len(p) != MAX_FACTS + 1
             or any((not isinstance(x, int | float)) or x < 0 for x in p)
             or abs(sum(p) - 1.0) > 1e-6
         ):
-            raise bad("facts_needed", f"{N_TOPICS} non-negative probabilities summing to 1")
+            raise bad(
+                "facts_needed",
+                f"{MAX_FACTS + 1} non-negative probabilities (0..{MAX_FACTS} facts) summing to 1",
+            )
         for key in ("search_noise", "fail_prob"):
             v = getattr(self, key)
             if not isinstance(v, int | float) or not 0.0 <= v < 1.0:
@@ -74,25 +77,25 @@ class RubiksConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "low": dict(
-        facts_needed=(0.5, 0.5, 0.0, 0.0),
+        facts_needed=(0.0, 1.0, 0.0),
         search_noise=0.3,
         fail_prob=0.05,
         max_calls=4,
         max_turns=6,
     ),
     "default": dict(
-        facts_needed=(0.1, 0.3, 0.4, 0.2),
+        facts_needed=(0.1, 0.4, 0.5),
         search_noise=0.5,
         fail_prob=0.15,
         max_calls=8,
         max_turns=8,
     ),
     "heavy": dict(
-        facts_needed=(0.0, 0.1, 0.4, 0.5),
-        search_noise=0.6,
-        fail_prob=0.3,
-        max_calls=12,
-        max_turns=10,
+        facts_needed=(0.0, 0.3, 0.7),
+        search_noise=0.8,
+        fail_prob=0.5,
+        max_calls=20,
+        max_turns=14,
     ),
 }
 """preset -> knob values (explicit keyword arguments override them)"""

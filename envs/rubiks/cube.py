@@ -1,4 +1,4 @@
-"""A real Rubik's cube model: standard colour scheme, 6 centres, 12 edges, 8 corners.
+"""A real Rubik's cube model: 6 centres, 12 edges, 8 corners, in each of 30 colour schemes.
 
 Coordinates: x = right, y = front, z = up; a piece is a vector in {-1, 0, 1}^3 (one non-zero
 coordinate: centre, two: edge, three: corner) and carries the colours of the faces it touches.
@@ -6,7 +6,9 @@ Standard (Western) scheme: white up, yellow down, green front, blue back, red ri
 (white/yellow, blue/green, red/orange opposite).
 
 A *world* is a colouring of the six faces up to rotation (30 of them); world 0 is the standard
-cube. The solver enumerates worlds to decide what the clues imply without a given cube fact.
+cube. Each puzzle's cube carries its owner's own stickers: its world is drawn uniformly from the
+30, and only search can tell which. The four cube facts (``TOPIC_VALUES``) pin the world; the
+solver enumerates worlds to decide what the clues and the facts held imply.
 """
 
 from __future__ import annotations
@@ -138,3 +140,25 @@ EDGE_OF_WORLD = np.array(
 """``(30, 15)``: whether colour pair k is an edge piece in world w"""
 assert (EDGE_OF_WORLD.sum(axis=1) == 12).all()
 assert OPP[0, W] == Y and OPP[0, B] == G and OPP[0, R] == O and RIGHT[0, G, W] == R
+
+
+# ---------------------------------------------------------------- cube facts of each world
+_FRONT = np.where(OPP[:, W] == G, B, G)
+"""front colour of the orientation fact: green, or blue when green is opposite white"""
+N_VALUES = 12
+"""values a fact can take: a colour 0..5 (opposite topics); orientation: 6 * (front is blue)
++ the colour on the right"""
+TOPIC_VALUES = np.stack(
+    [OPP[:, W], OPP[:, G], OPP[:, R], 6 * (_FRONT == B) + RIGHT[np.arange(N_WORLDS), _FRONT, W]],
+    axis=1,
+)
+"""``(30, 4)``: per world the value of each cube fact (opposite of white, of green, of red;
+orientation: with white on top and the front colour facing you, the colour on the right)"""
+assert (TOPIC_VALUES >= 0).all() and len({tuple(v) for v in TOPIC_VALUES.tolist()}) == N_WORLDS
+JAPANESE = int(
+    next(w for w in range(N_WORLDS) if OPP[w, W] == B and OPP[w, G] == Y and RIGHT[w, G, W] == R)
+)
+"""the Japanese scheme (white/blue, green/yellow, red/orange opposite)"""
+DECOY_WORLD = np.where(np.arange(N_WORLDS) == 0, JAPANESE, 0)
+"""``(30,)``: the scheme a generic web page describes: the standard one, or the Japanese one
+for a cube that has the standard scheme"""

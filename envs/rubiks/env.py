@@ -11,26 +11,29 @@ from envs.core.latency import LatencyModel
 from envs.core.single import HierarchicalEnv
 from envs.core.text import Arg, TextFace, Tool, flat_reserved, flat_tools
 from envs.core.vector import HierarchicalVectorEnv, StepResult
-from envs.rubiks import search
+from envs.rubiks import baselines, search, solver
 from envs.rubiks.config import RubiksConfig, make_config
-from envs.rubiks.cube import N_PAIRS, PAIRS, pair_name
-from envs.rubiks.generator import PuzzleGenerator
-from envs.rubiks.math import MathTask, oracle_math_actions
+from envs.rubiks.cube import N_PAIRS, N_WORLDS, PAIRS, pair_name
+from envs.rubiks.generator import PuzzleGenerator, puzzle_query
+from envs.rubiks.math import MathTask
 from envs.rubiks.prompt import SYSTEM, SYSTEM_FLAT, clue_onehot, describe_clues, describe_main
-from envs.rubiks.search import KEYWORD, SearchTask, oracle_search_actions
+from envs.rubiks.search import KEYWORD, SearchTask
 from envs.rubiks.types import (
+    ANSWER,
     CLUE_WIDTH,
+    DELEGATE,
+    FACT_WIDTH,
     INTENTS,
+    INVALID,
+    MAIN_NVEC,
     MAX_CLUES,
     N_INTENTS,
-    N_KNOWLEDGE,
     N_TOPICS,
+    REASON,
     SOLVE,
-    knowledge_index,
+    fact_onehot,
 )
 
-DELEGATE, REASON, ANSWER, INVALID = range(4)
-MAIN_NVEC = (4, N_INTENTS, 2, N_INTENTS + 1, 2, N_PAIRS)
 LATENCY = LatencyModel(
     tools={
         "reasoner": (4.0, 0.3),
@@ -60,14 +63,15 @@ class RubiksLogicVectorEnv(HierarchicalVectorEnv):
         self.env_kwargs = dict(kwargs)
         self.generator = PuzzleGenerator(cfg.facts_needed)
         tasks: dict[str, Any] = {
-            "sub": SearchTask(cfg.search_noise, cfg.fail_prob, cfg.decoy_rate, cfg.sub_max_steps)
+            "sub": SearchTask(
+                cfg.search_noise, cfg.fail_prob, cfg.decoy_rate, cfg.sub_max_steps, flat=cfg.flat
+            )
         }
         if cfg.reasoner == "subagent" and not cfg.flat:
             tasks["math"] = MathTask(CLUE_WIDTH)
         obs_spaces = {
             "clues": gym.spaces.MultiBinary(MAX_CLUES * CLUE_WIDTH),
-            "facts_known": gym.spaces.MultiBinary(N_TOPICS),
-            "facts_decoy": gym.spaces.MultiBinary(N_TOPICS),
+            "facts": gym.spaces.MultiBinary(N_TOPICS * FACT_WIDTH),
             "failed": gym.spaces.MultiBinary(N_TOPICS),
             "candidates": gym.spaces.MultiBinary(N_PAIRS),
             "reasoned": gym.spaces.MultiBinary(1),
@@ -92,15 +96,16 @@ class RubiksLogicVectorEnv(HierarchicalVectorEnv):
         self.clues = np.zeros((n, MAX_CLUES, 3), np.int64)
         self.clue_onehot = np.zeros((n, MAX_CLUES * CLUE_WIDTH), np.int8)
         self.answer = np.zeros(n, np.int64)
-        self.cand = np.zeros((n, N_KNOWLEDGE, N_PAIRS), bool)
-        self.needs = np.zeros((n, N_KNOWLEDGE, N_TOPICS), bool)
+        self.world = np.zeros(n, np.int64)  # the cube's colour scheme (hidden)
+        self.possible = np.zeros((n, N_WORLDS), bool)
+        self.missing = np.zeros((n, N_WORLDS, N_PAIRS), bool)
         self.needed = np.zeros((n, N_TOPICS), bool)
         self.n_needed = np.zeros(n, np.int64)
-        self.facts = np.zeros((n, N_TOPICS), np.int64)  # 0 unknown, 1 standard, 2 decoy
+        self.facts = np.full((n, N_TOPICS), -1, np.int64)  # value held per topic, -1 unknown
         self.failed = np.zeros((n, N_TOPICS), bool)
         self.candidates = np.zeros((n, N_PAIRS), bool)
         self.needs_obs = np.zeros((n, N_TOPICS), bool)
-        self.reason_k = np.full(n, -1, np.int64)  # knowledge index at the last reasoner output
+        self.reason_facts = np.full((n, N_TOPICS), -2, np.int64)  # facts at the last reasoning
         self.search_calls = np.zeros(n, np.int64)
         self.text = self._make_text()
 
@@ -110,29 +115,28 @@ class RubiksLogicVectorEnv(HierarchicalVectorEnv):
             p = self.generator(int(self.queries[i]))
             self.clues[i] = p.clues
             self.answer[i] = p.answer
-            self.cand[i] = p.cand
-            self.needs[i] = p.needs
+            self.world[i] = p.world
+            self.possible[i] = p.possible
+            self.missing[i] = p.missing
             self.needed[i] = p.needed
         self.clue_onehot[idx] = clue_onehot(self.clues[idx])
         self.n_needed[idx] = self.needed[idx].sum(axis=1)
-        self.facts[idx] = 0
+        self.facts[idx] = -1
         self.failed[idx] = False
         self.candidates[idx] = False
         self.needs_obs[idx] = False
-        self.reason_k[idx] = -1
+        self.reason_facts[idx] = -2
         self.search_calls[idx] = 0
 
     def _observe(self) -> dict[str, np.ndarray]:
-        k_now = knowledge_index(self.facts)
         turns_left = (self.max_turns - self.turn) / self.max_turns
         calls_left = (self.cfg.max_calls - self.search_calls) / max(self.cfg.max_calls, 1)
         return {
             "clues": self.clue_onehot.copy(),
-            "facts_known": (self.facts == 1).astype(np.int8),
-            "facts_decoy": (self.facts == 2).astype(np.int8),
+            "facts": fact_onehot(self.facts),
             "failed": self.failed.astype(np.int8),
             "candidates": self.candidates.astype(np.int8),
-            "reasoned": (self.reason_k == k_now)[:, None].astype(np.int8),
+            "reasoned": (self.reason_facts == self.facts).all(axis=1)[:, None].astype(np.int8),
             "needs": self.needs_obs.astype(np.int8),
             "budget": np.stack([turns_left, calls_left], axis=1).clip(0, 1).astype(np.float32),
         }
@@ -182,12 +186,12 @@ class RubiksLogicVectorEnv(HierarchicalVectorEnv):
         r = np.flatnonzero(typ == REASON)
         if len(r):
             if "math" in self.sub_tasks:
-                res.delegations["math"] = (r, self.facts[r].copy())
+                res.delegations["math"] = (r, self.facts[r] + 1)
             else:
-                k = knowledge_index(self.facts[r])
-                self.candidates[r] = self.cand[r, k]
-                self.needs_obs[r] = self.needs[r, k]
-                self.reason_k[r] = k
+                pos, mis, facts = self.possible[r], self.missing[r], self.facts[r]
+                self.candidates[r] = solver.candidates(pos, mis, facts)
+                self.needs_obs[r] = solver.needs(pos, mis, facts)
+                self.reason_facts[r] = facts
                 tool[r] = 0
         a = np.flatnonzero(typ == ANSWER)
         self.correct[a] = (actions[a, 5] == self.answer[a]).astype(np.float64)
@@ -197,108 +201,53 @@ class RubiksLogicVectorEnv(HierarchicalVectorEnv):
         if role == "math":
             self.candidates[owners] = report["cand"]
             self.needs_obs[owners] = report["needs"]
-            self.reason_k[owners] = knowledge_index(instr)
+            self.reason_facts[owners] = instr - 1
             return
         topic = report["topic"]
         got = topic >= 0
         o, t = owners[got], topic[got]
-        self.facts[o, t] = np.where(report["decoy"][got], 2, 1)
+        self.facts[o, t] = report["value"][got]
         self.failed[o, t] = False
         asked = instr[:, 0]
-        miss = ~got & (asked < N_TOPICS)
+        miss = ~got & (asked < N_TOPICS) & (not self.flat)  # flat sessions ask for no topic
         self.failed[owners[miss], asked[miss]] = True
         if self.flat:  # searching the web for the logic itself is the category error
             np.add.at(self.category_errors, owners, report["misuse"].astype(np.int64))
 
     def _flat_instruction(self, idx: np.ndarray) -> np.ndarray:
-        # the single agent is its own instructor: it knows the scheme constraint
-        return np.stack([np.zeros(len(idx), np.int64), np.ones(len(idx), np.int64)], axis=1)
+        # no instruction: the single agent picks its topic and keyword itself (the flat search
+        # session shows no intent or constraint and always allows the keyword)
+        return np.zeros((len(idx), 2), np.int64)
+
+    def puzzle_query(self, name: str) -> int:
+        """The reserved query id of a named puzzle (``reset(options={"puzzle": "gaia"})``)."""
+        return puzzle_query(name)
+
+    def reset(self, *, seed=None, options: dict[str, Any] | None = None):
+        """As :meth:`HierarchicalVectorEnv.reset`; ``options["puzzle"]``: a named puzzle
+        (``"gaia"``, the paper's example) for every episode instead of ``options["query"]``."""
+        if options is not None and options.get("puzzle") is not None:
+            if options.get("query") is not None:
+                raise ValueError('give options["puzzle"] or options["query"], not both')
+            q = self.puzzle_query(options["puzzle"])
+            options = {**options, "puzzle": None, "query": np.full(self.num_envs, q)}
+        return super().reset(seed=seed, options=options)
 
     def sample_instruction(self, role: str, rng: np.random.Generator) -> np.ndarray:
-        if role == "math":
-            return rng.integers(0, 2, N_TOPICS)
+        if role == "math":  # random facts of a random world, some topics left out
+            values = solver.TOPIC_VALUES[rng.integers(N_WORLDS)]
+            return np.where(rng.integers(0, 2, N_TOPICS) > 0, values + 1, 0)
         return np.array([rng.integers(N_INTENTS), rng.integers(2)], dtype=np.int64)
 
     # ------------------------------------------------------------------ baselines
     def baseline_policies(self, baseline: str, rng: np.random.Generator):
-        """Hook for :func:`envs.evaluate_baseline`: ``(main_policy, {role: policy|None})``.
-
-        ``oracle_flat`` is the oracle on the flat env (``evaluate_baseline`` builds it with
-        ``flat=True``). ``memorizer`` is refused: every puzzle is set on the one standard cube,
-        so the answer is a function of the clues alone and a memorizer would match the oracle
-        (the shortcut that issue 10's per-query colour schemes remove)."""
-        if baseline == "memorizer":
-            raise ValueError(
-                "baseline 'memorizer' is not defined for mgrpo/RubiksLogic-v0 yet: every "
-                "puzzle is set on the standard cube, so the clues alone give the answer (a "
-                "memorizer would reach the oracle's success); per-query colour schemes are "
-                "still to come"
-            )
-        vague = baseline == "oracle_main+vague"
-        main = self.oracle_main(vague=vague)
-        if baseline == "oracle_main+random_sub":
-            return main, {r: None for r in self.subagent_roles}
-        subs: dict[str, Any] = {}
-        steps = self.cfg.sub_max_steps
-        for r in self.subagent_roles:
-            if r == "sub":
-                subs[r] = lambda obs: (
-                    oracle_search_actions(obs, steps),
-                    np.zeros(len(obs["step"])),
-                )
-            else:
-                subs[r] = lambda obs: (oracle_math_actions(obs), np.zeros(len(obs["step"])))
-        return main, subs
+        """Hook for :func:`envs.evaluate_baseline` (see
+        :func:`envs.rubiks.baselines.baseline_policies`)."""
+        return baselines.baseline_policies(self, baseline, rng)
 
     def oracle_main(self, vague: bool = False):
-        """The oracle main agent: fetch the smallest fact set that pins the answer (computed by
-        the exact solver from the clues; re-fetch decoy or failed look-ups), call the
-        reasoner, answer its unique candidate. ``vague``: omit the scheme constraint."""
-        env = self
-        steps = self.cfg.sub_max_steps
-
-        def policy(obs: dict[str, np.ndarray]) -> np.ndarray:
-            n = env.num_envs
-            a = np.zeros((n, len(env.nvec)), np.int64)
-            want = env.needed & (env.facts != 1)
-            turns_left = env.max_turns - env.turn
-            reasoned = obs["reasoned"][:, 0] == 1
-            cand = obs["candidates"].astype(bool)
-            unique = reasoned & (cand.sum(axis=1) == 1)
-            first = want.argmax(axis=1)
-            second_mask = want.copy()
-            second_mask[np.arange(n), first] = False
-            has_second = second_mask.any(axis=1)
-            second = second_mask.argmax(axis=1)
-            left = env._calls_left()
-            can_delegate = want.any(axis=1) & (turns_left > 2) & (left >= 1)
-            a[:, 0] = np.where(unique | (turns_left <= 1), ANSWER, REASON)
-            a[:, 5] = cand.argmax(axis=1)
-            reason = ~unique & ~reasoned & (turns_left >= 2) & ~can_delegate
-            a[reason, 0] = REASON
-            a[~unique & reasoned & ~can_delegate, 0] = ANSWER
-            d = ~unique & can_delegate
-            if env.flat:
-                a[d, 0] = DELEGATE
-                c = len(MAIN_NVEC)
-                sub_obs = {k[5:]: v for k, v in obs.items() if k.startswith("tool_")}
-                sub_obs["intent"] = np.zeros_like(sub_obs["intent"])
-                sub_obs["intent"][np.arange(n), first] = 1
-                sa = oracle_search_actions(sub_obs, steps, vague=vague)
-                a[:, c:] = sa
-                # keep the components valid for the current session mask
-                a[~d, c:] = 0
-                a[~d, c] = search.REPORT
-                return a
-            a[d, 0] = DELEGATE
-            a[d, 1] = first[d]
-            a[d, 2] = 0 if vague else 1
-            two = d & has_second & (left >= 2) & (env.max_parallel >= 2)
-            a[two, 3] = second[two] + 1
-            a[two, 4] = 0 if vague else 1
-            return a
-
-        return policy
+        """The oracle main agent (:func:`envs.rubiks.baselines.oracle_main`)."""
+        return baselines.oracle_main(self, vague)
 
     # ------------------------------------------------------------------ text face
     def _make_text(self) -> TextFace:
@@ -355,18 +304,24 @@ class RubiksLogicEnv(HierarchicalEnv):
     """A main agent solves a Rubik's cube logic puzzle with a reasoner and a search sub-agent.
 
     ## Description
-    The paper's Rubik's case (M-GRPO, Hong et al. 2025): a standard cube (white/yellow,
-    blue/green, red/orange opposite; 6 centres, 12 edges, 8 corners) is broken up, one
-    two-coloured piece is missing, and clues say which pieces were found ("all blue pieces",
-    "the edge right of the red centre with white on top", "for every orange piece found, the
-    piece opposite"). The exact solver (``envs/rubiks/solver.py``) enumerates the 30 possible
-    cube colourings: without the cube facts the clues rely on, several pieces stay possible.
-    The ``reasoner`` (the main agent's own tool) returns the candidates consistent with the
-    clues and the facts in the main agent's notes, and which unknown facts would narrow them.
-    Facts come only from the search sub-agent (role ``"sub"``), whose own episode (search,
-    visit, report; see ``envs/rubiks/search.py``) can fail, hit irrelevant pages, or read a
-    non-standard colour scheme page unless the instruction carries the "standard colour
-    scheme" constraint. Asking the search agent to "solve the puzzle" is a category error
+    The paper's Rubik's case (M-GRPO, Hong et al. 2025): a cube (6 centres, 12 edges, 8
+    corners) is broken up, one two-coloured piece is missing, and clues account for every
+    other two-coloured piece ("all blue pieces", "the edge right of the red centre with white
+    on top", "for every orange piece found, the piece opposite"). Each query's cube has its
+    owner's own stickers: its colour scheme is one of the 30 colourings up to rotation
+    (``cube.WORLDS``, uniform; the standard white/yellow, blue/green, red/orange one is one of
+    them), hidden from the agents; only search can tell its facts (opposite of white, of
+    green, of red; orientation). The exact solver (``envs/rubiks/solver.py``) reads every clue
+    strictly in every world: a clue that presupposes two colours are adjacent rules out the
+    worlds where they are not; OPPOSITE clues apply to every piece found, to a fixpoint; a
+    world must leave exactly one edge unaccounted for. The ``reasoner`` (the main agent's own
+    tool) returns the candidates consistent with the clues and the facts in the main agent's
+    notes (none when the facts clash), and which unknown facts would narrow them. Facts come
+    only from the search sub-agent (role ``"sub"``), whose own episode (search, visit, report;
+    see ``envs/rubiks/search.py``) can fail, hit irrelevant pages, or read a generic page about
+    another scheme unless the instruction carries the "this cube's colour scheme" constraint;
+    nothing marks a generic page, so an agent can only notice that facts clash. Asking the
+    search agent to "solve the puzzle" is a category error
     (counted; search cannot do logic). ``reasoner="subagent"`` turns the reasoner into a
     trainable math specialist role ``"math"`` (``envs/rubiks/math.py``). ``flat=True`` gives
     one agent the search tools directly (no sub-agent roles).
@@ -379,7 +334,7 @@ class RubiksLogicEnv(HierarchicalEnv):
     |---|---|---|
     | 0 type | 0 ``search_agent`` (delegate), 1 ``reasoner``, 2 answer, 3 malformed (masked) | all |
     | 1 fact | intent: opposite of white / green / red, orientation, solve the puzzle | 0 |
-    | 2 constraint | 0 none, 1 "standard colour scheme" | 0 |
+    | 2 constraint | 0 none, 1 "this cube's colour scheme" | 0 |
     | 3 fact_2 | 0 none, 1..5 a second intent run in parallel (needs 2 calls left) | 0 |
     | 4 constraint_2 | as component 2, for the second instruction | 0 |
     | 5 answer | the 15 colour pairs (``cube.PAIRS``) | 2 |
@@ -393,8 +348,7 @@ class RubiksLogicEnv(HierarchicalEnv):
     | key | shape | meaning |
     |---|---|---|
     | clues | (10 * 18,) | per clue slot one-hots: type (6), colour c (6), colour d (6) |
-    | facts_known | (4,) | standard statement of a topic in the notes |
-    | facts_decoy | (4,) | non-standard (wrong) statement of a topic in the notes |
+    | facts | (4 * 13,) | per topic: unknown, or the value of the statement in the notes |
     | failed | (4,) | the last look-up of a topic came back empty |
     | candidates | (15,) | the reasoner's latest candidates |
     | reasoned | (1,) | the candidates are up to date with the notes |
@@ -417,8 +371,10 @@ class RubiksLogicEnv(HierarchicalEnv):
     The trainer computes R_M and R_S from ``info`` (``correct``, ``format_ok``, sub records).
 
     ## Starting State
-    The puzzle is a pure function of the query id (``options["query"]``; ids >= 2**31 are the
-    held-out split); without one it is drawn from ``np_random``. Notes are empty, nothing is
+    The puzzle (clues, the cube's world, the missing piece) is a pure function of the query id
+    (``options["query"]``; ids >= 2**31 are the held-out split); without one it is drawn from
+    ``np_random``. ``options={"puzzle": "gaia"}`` loads the paper's GAIA puzzle (Appendix A.1,
+    on the standard cube; answer: green, white). Notes are empty, nothing is
     reasoned. Search noise, failures, decoys and latencies come from ``np_random`` (seed).
 
     ## Episode End
@@ -431,7 +387,7 @@ class RubiksLogicEnv(HierarchicalEnv):
 
     ## Arguments
     ``gymnasium.make("mgrpo/RubiksLogic-v0", preset="default", **knobs)``; knobs (see
-    ``RubiksConfig``): ``facts_needed`` (P of 0..3 needed facts), ``search_noise``,
+    ``RubiksConfig``): ``facts_needed`` (P of 0..2 needed facts), ``search_noise``,
     ``fail_prob``, ``decoy_rate``, ``max_calls``, ``max_turns``, ``max_parallel`` (1 | 2),
     ``reasoner`` ("main" | "subagent"), ``flat``, ``sub_max_steps``. Unknown keys or bad
     values raise ``ValueError`` naming the key.
@@ -440,12 +396,18 @@ class RubiksLogicEnv(HierarchicalEnv):
 
     | preset | facts_needed | search_noise | fail_prob | max_calls | max_turns |
     |---|---|---|---|---|---|
-    | low | (.5, .5, 0, 0) | 0.3 | 0.05 | 4 | 6 |
-    | default | (.1, .3, .4, .2) | 0.5 | 0.15 | 8 | 8 |
-    | heavy | (0, .1, .4, .5) | 0.6 | 0.3 | 12 | 10 |
+    | low | (0, 1, 0) | 0.3 | 0.05 | 4 | 6 |
+    | default | (.1, .4, .5) | 0.5 | 0.15 | 8 | 8 |
+    | heavy | (0, .3, .7) | 0.8 | 0.5 | 20 | 14 |
 
-    Baselines (``envs.evaluate_baseline``, 2,000 held-out queries, default preset): oracle 1.00,
-    oracle_main+random_sub 0.35, oracle_main+vague 0.94, random 0.06.
+    Baselines (``envs.evaluate_baseline``, 2,000 held-out queries, seed 0; success, mean
+    simulated seconds, "c." = search calls; see ``envs/PROTOCOL.md`` for their meanings):
+
+    | preset | oracle | +random_sub | +vague | random | memorizer | oracle_flat |
+    |---|---|---|---|---|---|---|
+    | low | 1.000 (11.6 s, 1.00 c.) | 0.370 | 0.716 (12.9 s) | 0.060 | 0.442 | 1.000 (13.6 s) |
+    | default | 1.000 (12.0 s, 1.49 c.) | 0.399 | 0.695 (16.4 s) | 0.064 | 0.390 | 1.000 (17.7 s) |
+    | heavy | 1.000 (22.0 s, 3.95 c.) | 0.305 | 0.647 (30.3 s) | 0.068 | 0.380 | 1.000 (35.0 s) |
 
     ## Example
     >>> import gymnasium as gym
@@ -456,8 +418,8 @@ class RubiksLogicEnv(HierarchicalEnv):
     >>> obs["action_mask"].shape, env.unwrapped.subagent_roles
     ((34,), ('sub',))
     >>> obs, reward, terminated, truncated, info = env.step(np.array([1, 0, 0, 0, 0, 0]))
-    >>> int(obs["candidates"].sum()), obs["needs"].tolist()  # no facts yet: 15 candidates
-    (15, [1, 1, 1, 1])
+    >>> int(obs["candidates"].sum()), obs["needs"].tolist()  # no facts yet: 4 candidates
+    (4, [1, 1, 1, 1])
     >>> print(env.unwrapped.text.to_text(np.array([2, 0, 0, 0, 0, 7])))
     <answer>yellow, red</answer>
 

@@ -1,7 +1,8 @@
 """The math specialist (role "math", with ``reasoner="subagent"``): deduces from what it is given.
 
-Instruction ``(N_TOPICS,)``: the facts the main agent passes (per topic 0 none, 1 standard
-statement, 2 decoy statement); it also reads the puzzle's clues the main agent forwards.
+Instruction ``(N_TOPICS,)``: the facts the main agent passes (per topic 0 none, else 1 + the
+fact's value, ``cube.TOPIC_VALUES`` coding); it also reads the puzzle's clues the main agent
+forwards.
 Action ``MultiDiscrete([4])``: 0 apply the clues (candidates from the clues alone), 1 apply the
 facts (candidates from clues + given facts; only after the clues), 2 report, 3 malformed.
 Expert score e_S: 1 if the reported candidates are exactly what the clues and the given facts
@@ -16,9 +17,10 @@ import numpy as np
 from envs.core.spaces import instruction_space
 from envs.core.subagent import MainEnv, SubAgentTask, SubState
 from envs.core.text import TextFace, Tool
-from envs.rubiks.cube import N_PAIRS
+from envs.rubiks import solver
+from envs.rubiks.cube import N_PAIRS, N_VALUES
 from envs.rubiks.prompt import SYSTEM_MATH, describe_math
-from envs.rubiks.types import MAX_CLUES, N_TOPICS, knowledge_index
+from envs.rubiks.types import FACT_WIDTH, MAX_CLUES, N_TOPICS, fact_onehot
 
 APPLY_CLUES, APPLY_FACTS, REPORT, INVALID = range(4)
 
@@ -40,14 +42,13 @@ class MathTask(SubAgentTask):
         )
 
     def instruction_space(self) -> gym.spaces.Box:
-        """Per topic 0 (none), 1 (standard statement) or 2 (decoy statement)."""
-        return instruction_space(0, 2, self.instruction_size)
+        """Per topic 0 (none) or 1 + the fact's value."""
+        return instruction_space(0, N_VALUES, self.instruction_size)
 
     def obs_spaces(self) -> dict[str, gym.Space]:
         return {
             "clues": gym.spaces.MultiBinary(MAX_CLUES * self.clue_width),
-            "facts_known": gym.spaces.MultiBinary(N_TOPICS),
-            "facts_decoy": gym.spaces.MultiBinary(N_TOPICS),
+            "facts": gym.spaces.MultiBinary(N_TOPICS * FACT_WIDTH),
             "work": gym.spaces.MultiBinary(N_PAIRS),
             "applied": gym.spaces.MultiBinary(2),
             "step": gym.spaces.MultiBinary(self.max_steps),
@@ -62,11 +63,12 @@ class MathTask(SubAgentTask):
 
     def _begin(self, st: SubState, idx: np.ndarray, main: MainEnv) -> None:
         owners = st.owner[idx]
-        k = knowledge_index(st.instr[idx])
+        facts = st.instr[idx] - 1
+        possible, missing = main.possible[owners], main.missing[owners]
         st.clues[idx] = main.clue_onehot[owners]
-        st.cand[idx, 0] = main.cand[owners, 0]
-        st.cand[idx, 1] = main.cand[owners, k]
-        st.needs[idx] = main.needs[owners, k]
+        st.cand[idx, 0] = solver.candidates(possible, missing, np.full_like(facts, -1))
+        st.cand[idx, 1] = solver.candidates(possible, missing, facts)
+        st.needs[idx] = solver.needs(possible, missing, facts)
         st.work[idx] = True
         st.applied[idx] = False
 
@@ -74,11 +76,9 @@ class MathTask(SubAgentTask):
         n = len(idx)
         step = np.zeros((n, self.max_steps), np.int8)
         step[np.arange(n), np.minimum(st.t[idx], self.max_steps - 1)] = 1
-        instr = st.instr[idx]
         return {
             "clues": st.clues[idx],
-            "facts_known": (instr == 1).astype(np.int8),
-            "facts_decoy": (instr == 2).astype(np.int8),
+            "facts": fact_onehot(st.instr[idx] - 1),
             "work": st.work[idx].astype(np.int8),
             "applied": st.applied[idx].astype(np.int8),
             "step": step,
@@ -111,7 +111,8 @@ class MathTask(SubAgentTask):
 def oracle_math_actions(obs: dict[str, np.ndarray]) -> np.ndarray:
     """Apply the clues, then the facts (if any were given), then report."""
     applied = obs["applied"].astype(bool)
-    facts = (obs["facts_known"] + obs["facts_decoy"]).any(axis=1)
+    n = len(applied)
+    facts = obs["facts"].reshape(n, N_TOPICS, FACT_WIDTH)[:, :, 1:].any(axis=(1, 2))
     a = np.full((len(applied), 1), REPORT, dtype=np.int64)
     a[~applied[:, 0], 0] = APPLY_CLUES
     a[applied[:, 0] & ~applied[:, 1] & facts, 0] = APPLY_FACTS

@@ -25,16 +25,19 @@ from envs.rubiks.types import (
     OPPOSITE,
     RIGHT_OF,
     SOLVE,
-    STATEMENTS,
+    fact_values,
+    statement,
 )
 
-KEYWORD = "standard colour scheme"
+KEYWORD = "this cube's colour scheme"
 """the search constraint's phrase"""
 TOPICS_TEXT = INTENTS[:N_TOPICS]
 PREAMBLE = (
-    "A standard Rubik's cube has been broken into its 26 pieces: 6 centres with one coloured "
-    "face, 12 edges with two and 8 corners with three. The pieces are jumbled and one was "
-    "removed; it has two colours. Clues:"
+    "A Rubik's cube with its owner's own stickers has been broken into its 26 pieces: 6 centres "
+    "with one coloured face, 12 edges with two and 8 corners with three. Its six colours are "
+    "the usual ones, but which colours face each other and how they are arranged need not be "
+    "the standard scheme. The pieces are jumbled and one was removed; it has two colours. The "
+    "clues account for every other two-coloured piece. Clues:"
 )
 SYSTEM = (
     "You are the main agent. Plan, use the reasoner for logic and the search agent for cube "
@@ -89,15 +92,15 @@ def describe_clues(onehot: np.ndarray) -> str:
     return "\n".join(lines)
 
 
-def _facts(known: np.ndarray, decoy: np.ndarray) -> list[str]:
-    facts = [STATEMENTS[t][0] for t in range(N_TOPICS) if known[t]]
-    return facts + [STATEMENTS[t][1] for t in range(N_TOPICS) if decoy[t]]
+def _facts(values: np.ndarray) -> list[str]:
+    """Statements of the known facts, ``values`` ``(N_TOPICS,)`` (-1 unknown)."""
+    return [statement(t, int(v)) for t, v in enumerate(np.asarray(values).tolist()) if v >= 0]
 
 
 def describe_main(obs: Obs, *, max_turns: int, max_calls: int, flat: bool) -> str:
     """The main agent's user message (flat mode: plus its search session, ``tool_*`` keys)."""
     lines = [PREAMBLE, describe_clues(obs["clues"])]
-    facts = _facts(obs["facts_known"], obs["facts_decoy"])
+    facts = _facts(fact_values(obs["facts"]))
     lines.append("Facts found so far: " + ("; ".join(facts) if facts else "none") + ".")
     failed = [TOPICS_TEXT[t] for t in range(N_TOPICS) if obs["failed"][t]]
     if failed:
@@ -141,18 +144,17 @@ def describe_search(obs: Obs, instance: object = None, *, instructed: bool = Tru
         for i, r in enumerate(res):
             what = "an unrelated page" if r < 0 else f"a page about {INTENTS[r]}"
             lines.append(f"{i + 1}. {what}")
-    pc = int(np.argmax(obs["page"]))
-    if pc > 0:
-        topic, dec = divmod(pc - 1, 2)
-        lines.append(f'Page read: "{STATEMENTS[topic][dec]}."')
+    topic = int(np.argmax(obs["page"])) - 1
+    if topic >= 0:
+        value = int(np.argmax(obs["statement"]))
+        lines.append(f'Page read ({INTENTS[topic]}): "{statement(topic, value)}."')
     return "\n".join(lines)
 
 
 def describe_math(obs: Obs, instance: object = None) -> str:
     """The math specialist's user message: the clues, the facts it was given (its
-    ``instruction``: per topic none / standard / decoy statement) and its current candidates."""
-    instr = np.asarray(obs["instruction"])
-    facts = _facts(instr == 1, instr == 2)
+    ``instruction``: per topic 0 none, else 1 + the fact's value) and its current candidates."""
+    facts = _facts(np.asarray(obs["instruction"]) - 1)
     lines = [
         "The main agent asks which pieces can be missing, given these clues and facts.",
         "Puzzle clues:",

@@ -1,23 +1,27 @@
 """The search sub-agent (role "sub"): looks up one cube fact with ``search`` and ``visit``.
 
-Instruction ``(2,)``: (intent in ``INTENTS``, constraint 1 = "standard colour scheme" given).
+Instruction ``(2,)``: (intent in ``INTENTS``, constraint 1 = "this cube's colour scheme" given).
 Action ``MultiDiscrete([4, 5, 2, 3])``:
 
 | component | values | used by |
 |---|---|---|
 | 0 type | 0 search, 1 visit, 2 report, 3 malformed (always masked) | all |
 | 1 query | the 5 intents' phrases (4 fact topics + "solve the puzzle") | search |
-| 2 keyword | 0 none, 1 "standard colour scheme" (only if the instruction gave it) | search |
+| 2 keyword | 0 none, 1 "this cube's colour scheme" (only if the instruction gave it) | search |
 | 3 result | result slot 0..2 (only non-empty slots) | visit |
 
 Search (one uniform for failure, per slot one for relevance and one for the scheme): with
 probability ``fail_prob`` the tool errors (no results); otherwise each of the 3 slots is a page
 about the query's topic with probability ``1 - search_noise`` (never for "solve the puzzle":
-search cannot solve logic), else an irrelevant page. Without the keyword, a relevant page of a
-topic with a non-standard variant is a decoy with probability ``decoy_rate``. Visiting shows
-the page's statement; ``report`` ends the episode and hands the statement read (if any) to the
-main agent. Expert score e_S: 1 if the reported statement is the standard one for the
-instructed topic (for "solve the puzzle": 1 if it reports nothing), else 0.
+search cannot solve logic), else an irrelevant page. With the keyword a relevant page is about
+this cube; without it, with probability ``decoy_rate`` it is a generic page about another scheme
+(``cube.DECOY_WORLD``: the standard one, or the Japanese one for a standard cube), whose
+statement may be wrong for this cube. Nothing marks a page as generic: the agents see only the
+topic and the statement. Visiting shows the page's statement; ``report`` ends the episode and
+hands the statement read (if any) to the main agent. Expert score e_S: 1 if the reported
+statement is about the instructed topic and true for this cube (for "solve the puzzle": 1 if it
+reports nothing), else 0. In flat mode (one agent, no instruction) the keyword is always
+available and e_S is 1 for any true statement reported.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ import numpy as np
 from envs.core.spaces import instruction_space
 from envs.core.subagent import MainEnv, SubAgentTask, SubState
 from envs.core.text import Arg, TextFace, Tool
+from envs.rubiks.cube import DECOY_WORLD, N_VALUES, TOPIC_VALUES
 from envs.rubiks.prompt import KEYWORD, SYSTEM_SEARCH, describe_search
-from envs.rubiks.types import HAS_DECOY, INTENTS, N_INTENTS, N_TOPICS, SOLVE
+from envs.rubiks.types import INTENTS, N_INTENTS, N_TOPICS, SOLVE
 
 SEARCH, VISIT, REPORT, INVALID = range(4)
 N_SLOTS = 3
@@ -44,7 +49,15 @@ class SearchTask(SubAgentTask):
     n_uniforms = 1 + 2 * N_SLOTS
     tools = ("search", "visit", "report")
 
-    def __init__(self, search_noise: float, fail_prob: float, decoy_rate: float, max_steps: int):
+    def __init__(
+        self,
+        search_noise: float,
+        fail_prob: float,
+        decoy_rate: float,
+        max_steps: int,
+        flat: bool = False,
+    ):
+        self.flat = bool(flat)
         self.search_noise = float(search_noise)
         self.fail_prob = float(fail_prob)
         self.decoy_rate = float(decoy_rate)
@@ -64,44 +77,55 @@ class SearchTask(SubAgentTask):
             "constraint": gym.spaces.MultiBinary(1),
             "step": gym.spaces.MultiBinary(self.max_steps),
             "results": gym.spaces.MultiBinary(N_SLOTS * (N_TOPICS + 2)),
-            "page": gym.spaces.MultiBinary(1 + 2 * N_TOPICS),
+            "page": gym.spaces.MultiBinary(1 + N_TOPICS),
+            "statement": gym.spaces.MultiBinary(N_VALUES),
             "failed": gym.spaces.MultiBinary(1),
         }
 
     def _alloc(self, st: SubState) -> None:
         st.results = np.full((st.n, N_SLOTS), _EMPTY, dtype=np.int64)  # topic, -1 irrelevant
-        st.decoy = np.zeros((st.n, N_SLOTS), dtype=bool)
+        st.value = np.zeros((st.n, N_SLOTS), dtype=np.int64)  # the statement on each page
         st.page = np.full(st.n, -1, dtype=np.int64)  # topic read, -1 none
-        st.page_decoy = np.zeros(st.n, dtype=bool)
+        st.page_value = np.zeros(st.n, dtype=np.int64)
+        st.true = np.zeros((st.n, N_TOPICS), dtype=np.int64)  # this cube's facts
+        st.generic = np.zeros((st.n, N_TOPICS), dtype=np.int64)  # a generic page's facts
         st.failed = np.zeros(st.n, dtype=bool)
         st.misuse = np.zeros(st.n, dtype=bool)  # searched for "solve the puzzle"
 
     def _begin(self, st: SubState, idx: np.ndarray, main: MainEnv) -> None:
         st.results[idx] = _EMPTY
-        st.decoy[idx] = False
+        st.value[idx] = 0
         st.page[idx] = -1
-        st.page_decoy[idx] = False
+        st.page_value[idx] = 0
+        world = main.world[st.owner[idx]]
+        st.true[idx] = TOPIC_VALUES[world]
+        st.generic[idx] = TOPIC_VALUES[DECOY_WORLD[world]]
         st.failed[idx] = False
         st.misuse[idx] = False
 
     def _observe(self, st: SubState, idx: np.ndarray) -> dict[str, np.ndarray]:
         n = len(idx)
         intent = np.zeros((n, N_INTENTS), np.int8)
-        intent[np.arange(n), st.instr[idx, 0]] = 1
+        if not self.flat:  # flat mode: no instruction (the agent is its own instructor)
+            intent[np.arange(n), st.instr[idx, 0]] = 1
         step = np.zeros((n, self.max_steps), np.int8)
         step[np.arange(n), np.minimum(st.t[idx], self.max_steps - 1)] = 1
         res = np.zeros((n, N_SLOTS, N_TOPICS + 2), np.int8)
         code = st.results[idx] + 2  # 0 empty, 1 irrelevant, 2.. topics
         np.put_along_axis(res, code[:, :, None], 1, axis=2)
-        page = np.zeros((n, 1 + 2 * N_TOPICS), np.int8)
-        pc = np.where(st.page[idx] < 0, 0, 1 + 2 * st.page[idx] + st.page_decoy[idx])
-        page[np.arange(n), pc] = 1
+        page = np.zeros((n, 1 + N_TOPICS), np.int8)
+        page[np.arange(n), st.page[idx] + 1] = 1
+        statement = np.zeros((n, N_VALUES), np.int8)
+        read = st.page[idx] >= 0
+        statement[np.flatnonzero(read), st.page_value[idx][read]] = 1
+        constraint = st.instr[idx, 1:2].astype(np.int8) * (not self.flat)
         return {
             "intent": intent,
-            "constraint": st.instr[idx, 1:2].astype(np.int8),
+            "constraint": constraint,
             "step": step,
             "results": res.reshape(n, -1),
             "page": page,
+            "statement": statement,
             "failed": st.failed[idx, None].astype(np.int8),
         }
 
@@ -113,7 +137,7 @@ class SearchTask(SubAgentTask):
         typ[:, INVALID] = 0
         query = np.ones((n, N_INTENTS), np.int8)
         kw = np.ones((n, 2), np.int8)
-        kw[:, 1] = st.instr[idx, 1] > 0
+        kw[:, 1] = True if self.flat else st.instr[idx, 1] > 0
         slot = nonempty.astype(np.int8)
         slot[~nonempty.any(axis=1), 0] = 1
         return np.concatenate([typ, query, kw, slot], axis=1)
@@ -131,12 +155,13 @@ class SearchTask(SubAgentTask):
             fail = us[:, 0] < self.fail_prob
             relevant = (us[:, 1 : 1 + N_SLOTS] >= self.search_noise) & (term[:, None] != SOLVE)
             relevant &= ~fail[:, None]
-            topic = np.minimum(term, N_TOPICS - 1)
-            decoy = relevant & (kw[:, None] == 0) & HAS_DECOY[topic][:, None]
-            decoy &= us[:, 1 + N_SLOTS :] < self.decoy_rate
+            topic = np.minimum(term, N_TOPICS - 1)[:, None]
+            generic = (kw[:, None] == 0) & (us[:, 1 + N_SLOTS :] < self.decoy_rate)
+            true = np.take_along_axis(st.true[rows], topic, axis=1)
+            other = np.take_along_axis(st.generic[rows], topic, axis=1)
+            st.value[rows] = np.where(generic, other, true)
             st.results[rows] = np.where(relevant, term[:, None], _IRRELEVANT)
             st.results[rows[fail]] = _EMPTY
-            st.decoy[rows] = decoy
             st.failed[rows] = fail
             st.misuse[rows] |= term == SOLVE
             tool[s] = 0
@@ -146,7 +171,7 @@ class SearchTask(SubAgentTask):
             slot = actions[v, 3]
             topic = st.results[rows, slot]
             st.page[rows] = np.where(topic >= 0, topic, -1)
-            st.page_decoy[rows] = (topic >= 0) & st.decoy[rows, slot]
+            st.page_value[rows] = st.value[rows, slot]
             tool[v] = 1
         r = typ == REPORT
         tool[r] = 2
@@ -154,11 +179,16 @@ class SearchTask(SubAgentTask):
 
     def result(self, st, idx):
         intent = st.instr[idx, 0]
-        page, decoy = st.page[idx], st.page_decoy[idx]
+        page, value = st.page[idx], st.page_value[idx]
         reported = st.reported[idx]
         topic = np.where(reported, page, -1)
-        good = np.where(intent == SOLVE, topic < 0, (topic == intent) & ~decoy)
-        report = {"topic": topic, "decoy": decoy & (topic >= 0), "misuse": st.misuse[idx]}
+        has = topic >= 0
+        true = has & (st.true[idx, np.maximum(topic, 0)] == value)
+        if self.flat:
+            good = true & ~st.misuse[idx]
+        else:
+            good = np.where(intent == SOLVE, ~has, (topic == intent) & true)
+        report = {"topic": topic, "value": np.where(has, value, -1), "misuse": st.misuse[idx]}
         return report, (good & reported).astype(np.float64)
 
 

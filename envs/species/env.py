@@ -46,6 +46,7 @@ class InvasiveSpeciesVectorEnv(HierarchicalVectorEnv):
             cfg.max_sub_steps,
             instance=self.instance,
             value_high=tuple(int(v) for v in self.generator.domains().max(axis=0) - 1),
+            flat=bool(cfg.flat),
         )
         self.max_calls = int(cfg.max_calls)
         p = int(cfg.max_parallel)

@@ -45,6 +45,10 @@ class SpeciesSearchTask(SubAgentTask):
         instance: ``instance(query_id) -> KnowledgeBase`` of one query (the text face rebuilds
             the instruction's words from it); ``value_high``: ``(3,)`` largest value id per
             field (the ``instruction`` space).
+        flat: single-agent mode: the agent states its own instructions, so e_S (the dense
+            ``flat_expert`` term) judges a report against every field of the hop the agent
+            could state (value known), not only the ones it stated (else stating fewer
+            conditions would raise it).
     """
 
     role = "sub"
@@ -60,7 +64,9 @@ class SpeciesSearchTask(SubAgentTask):
         *,
         instance: Callable[[int], KnowledgeBase] | None = None,
         value_high: tuple[int, ...] = (23, 5, 5),
+        flat: bool = False,
     ) -> None:
+        self.flat = bool(flat)
         self.fail_prob = float(fail_prob)
         self.top_k = int(top_k)
         self.max_steps = int(max_steps)
@@ -177,9 +183,8 @@ class SpeciesSearchTask(SubAgentTask):
 
     def result(self, st: SubState, idx: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         doc = np.where(st.reported[idx], st.visited[idx], -1)
-        expert = T.report_expert(
-            st.kb, st.owner[idx], st.type[idx], st.value[idx], st.include[idx], doc
-        )
+        include = st.value[idx] >= 0 if self.flat else st.include[idx]
+        expert = T.report_expert(st.kb, st.owner[idx], st.type[idx], st.value[idx], include, doc)
         return {"doc": doc}, expert
 
     # ---------------------------------------------------------------- text face

@@ -174,7 +174,7 @@ def test_rubiks_prompts_are_pure_and_state_what_was_asked():
                 role
             ].text.render(obs)
     search_prompt = env_a.vec.sub_tasks["sub"].text.render(seen["sub"][0])
-    assert '"opposite of green"' in search_prompt and "standard colour scheme" in search_prompt
+    assert '"opposite of green"' in search_prompt and "this cube's colour scheme" in search_prompt
     assert "The main agent asks" in env_a.vec.sub_tasks["math"].text.render(seen["math"][0])
 
 

@@ -57,6 +57,16 @@ def test_grid_plans_stage1_first_and_stage2_starts_from_the_same_seed(tmp_path):
         assert r.needs[0] == want
 
 
+def test_single_agent_shaped_is_single_agent_with_the_dense_expert_term(tmp_path):
+    runs = _plan(tmp_path, ["single_agent", "single_agent_shaped"], seeds=1)
+    by = {r.name: r for r in runs}
+    assert set(by) == {"stage1_flat", "single_agent", "single_agent_shaped"}
+    plain, shaped = resolve(by["single_agent"].flat), resolve(by["single_agent_shaped"].flat)
+    assert shaped.variant == plain.variant == "single_agent" and shaped.flat
+    assert shaped.reward.flat_shaping and not plain.reward.flat_shaping
+    assert by["single_agent_shaped"].needs == by["single_agent"].needs  # same flat warm-up
+
+
 def test_bad_stage_tables_are_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"\[ablate.stage1\] variant: the grid sets it"):
         _plan(tmp_path, ["mgrpo"], ["ablate.stage1.variant=main_only"])

@@ -8,12 +8,13 @@ ID = "mgrpo/RubiksLogic-v0"
 
 
 def test_default_preset_is_well_posed_on_held_out_queries():
-    # DESIGN 4.2: random <= 0.5 x oracle and oracle_main+random_sub <= 0.6 x oracle
-    names = [b for b in BASELINES if b != "memorizer"]  # refused on Rubik's: see below
-    res = {b: evaluate_baseline(ID, b, n_queries=2000, seed=0) for b in names}
+    # DESIGN 4.2: random, memorizer <= 0.5 x oracle; oracle_main+random_sub <= 0.6 x oracle
+    res = {b: evaluate_baseline(ID, b, n_queries=2000, seed=0) for b in BASELINES}
     oracle = res["oracle"].success
     assert oracle >= 0.9
     assert res["random"].ci_high <= 0.5 * oracle
+    assert res["memorizer"].ci_high <= 0.5 * oracle  # no clue-only shortcut
+    assert res["memorizer"].calls["sub"] == 0
     assert res["oracle_main+random_sub"].ci_high <= 0.6 * oracle
     assert res["oracle_main+vague"].success < oracle  # the constraint is essential
     for r in res.values():
@@ -32,13 +33,14 @@ def test_presets_give_clearly_different_call_counts_under_the_oracle():
         evaluate_baseline(ID, "oracle", n_queries=500, preset=p).calls_mean["sub"]
         for p in ("low", "default", "heavy")
     ]
-    assert calls[0] + 0.5 < calls[1] < calls[2] - 0.5
+    assert calls[0] + 0.4 < calls[1] < calls[2] - 0.5
 
 
-def test_memorizer_is_refused_while_every_puzzle_uses_the_standard_cube():
-    # the clues alone give the answer on a fixed cube: a memorizer would match the oracle
-    with pytest.raises(ValueError, match="memorizer.*standard cube"):
-        evaluate_baseline(ID, "memorizer", n_queries=10)
+@pytest.mark.parametrize("preset", ["low", "heavy"])
+def test_memorizer_stays_at_most_half_the_oracle_on_every_preset(preset):
+    o = evaluate_baseline(ID, "oracle", n_queries=500, preset=preset)
+    m = evaluate_baseline(ID, "memorizer", n_queries=500, preset=preset)
+    assert m.success <= 0.5 * o.success
 
 
 def test_unknown_baseline_lists_the_valid_ones():

@@ -217,5 +217,6 @@ def test_flat_agent_states_its_hop_and_conditions_and_its_report_is_taken_as_is(
     assert obs["match"][t].tolist() == [1.0, 0.0, 1.0]
     *_, info = env.step(np.zeros(10, dtype=np.int64))
     assert info["distractor_hit"] == 1 and info["calls"] == {} and info["turns"] == 5
-    # e_S scores the session against what the agent stated: both stated fields match
-    assert info["flat_sessions"] == 1 and info["flat_expert"] == 1.0
+    # e_S judges the report against every field the agent could state, not only those it
+    # stated (dropping a condition cannot raise it): the distractor matches two of three
+    assert info["flat_sessions"] == 1 and info["flat_expert"] == pytest.approx(2 / 3)
