@@ -7,6 +7,8 @@ run, 130 interrupted (a checkpoint is written first).
     mgrpo plot RUN_DIR... [--out DIR]
     mgrpo report DIR [--out FILE]
     mgrpo check-math MODULE:FUNCTION --kind advantages|alignment|loss [--convention NAME]
+    mgrpo eval RUN [--episodes N] [--seed S] [--sampled]
+    mgrpo show RUN [--episode N] [--role NAME] [--untrained]
     mgrpo envs
 """
 
@@ -16,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiments import ablate, check_math, evaluate_cmd, report
+from experiments import ablate, check_math, evaluate_cmd, report, show
 from experiments.config import ConfigError
 from experiments.plots import cli as plots_cli
 from experiments.sweep import cli as sweep_cli
@@ -226,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_parser(sub)
     check_math.add_parser(sub)
     evaluate_cmd.add_parser(sub)
+    show.add_parser(sub)
     e = sub.add_parser("envs", help="list the registered environments")
     e.set_defaults(func=cmd_envs)
     return p
