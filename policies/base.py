@@ -17,10 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+import gymnasium as gym
 import numpy as np
 import torch
+from torch import nn
 
-__all__ = ["Policy", "TokenBatch"]
+__all__ = ["Built", "Policy", "RoleSpec", "TokenBatch"]
 
 
 @dataclass
@@ -93,3 +95,21 @@ class Policy(Protocol):
         ...
 
     def parameters(self): ...
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    """What a role's policy acts on: its spaces and its env text face (``None`` if it has none)."""
+
+    observation_space: gym.spaces.Dict
+    action_space: gym.spaces.MultiDiscrete
+    text: Any = None
+
+
+@dataclass
+class Built:
+    """The policies of every role (``main`` first) and, when one module holds all of them
+    (``policy.shared``), that module (else ``None``)."""
+
+    policies: dict[str, Any]
+    shared_module: nn.Module | None = None

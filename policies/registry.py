@@ -13,34 +13,13 @@ of every role plus, for ``policy.shared``, the one module that holds all their p
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
-from torch import nn
-
+from policies.base import Built, RoleSpec
 from policies.mlp import MLPPolicy, shared_policies
 from policies.relevance import relevance_from_text
 
 __all__ = ["Built", "RoleSpec", "build_policies", "policy_kinds", "register_policy_kind"]
-
-
-@dataclass(frozen=True)
-class RoleSpec:
-    """What a role's policy acts on: its spaces and its env text face (``None`` if it has none)."""
-
-    observation_space: gym.spaces.Dict
-    action_space: gym.spaces.MultiDiscrete
-    text: Any = None
-
-
-@dataclass
-class Built:
-    """The policies of every role (``main`` first) and, when one module holds all of them
-    (``policy.shared``), that module (else ``None``)."""
-
-    policies: dict[str, Any]
-    shared_module: nn.Module | None = None
 
 
 Builder = Callable[[dict[str, RoleSpec], Any, int], Built]
@@ -86,3 +65,13 @@ def _build_mlp(specs: dict[str, RoleSpec], config: Any, seed: int) -> Built:
         for i, (r, (o, a)) in enumerate(spaces.items())
     }
     return Built(pols)
+
+
+@register_policy_kind("lm")
+def _build_lm(specs: dict[str, RoleSpec], config: Any, seed: int) -> Built:
+    """Hugging Face causal LMs acting through each role's text face
+    (:class:`policies.lm.LMPolicy`; keys in :mod:`policies.lm_build`). Imported on first use,
+    so ``import policies`` does not import ``transformers``."""
+    from policies.lm_build import build_lm
+
+    return build_lm(specs, config, seed)

@@ -1,0 +1,149 @@
+"""Building language-model policies from the ``[policy]`` config (``policy.kind = "lm"``).
+
+Keys (read by attribute, with these defaults): ``model`` (``"tiny-qwen3"``,
+``"tiny-qwen3-moe"`` or a local folder written by ``save_pretrained`` holding a config and a
+tokenizer), ``mode`` (``"generate"`` | ``"choice"``), ``max_new_tokens`` (32), ``max_seq_len``
+(2048), ``temperature`` (1.0), ``dtype`` (``"float32"`` | ``"bfloat16"`` | ``"float16"``),
+``enable_thinking`` (False), ``shared`` (False: one model per role, tiny models seeded per role;
+True: one model for every role, returned as the shared module). Every key is checked before any
+model is built; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from policies.base import Built
+from policies.lm import MODES, LMPolicy
+from policies.qwen import TINY_CONTEXT, load_tokenizer, tiny_qwen3
+
+__all__ = ["DEFAULTS", "TINY_MODELS", "build_lm", "check_lm_config", "load_model"]
+
+TINY_MODELS = ("tiny-qwen3", "tiny-qwen3-moe")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DEFAULTS: dict[str, Any] = {
+    "model": "tiny-qwen3",
+    "mode": "generate",
+    "max_new_tokens": 32,
+    "max_seq_len": 2048,
+    "temperature": 1.0,
+    "dtype": "float32",
+    "enable_thinking": False,
+    "shared": False,
+}
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def _get(config: Any, key: str) -> Any:
+    return getattr(config, key, DEFAULTS[key])
+
+
+def _int(key: str, v: Any, low: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        raise ValueError(f"policy.{key} = {v!r} must be an integer >= {low}")
+    return v
+
+
+def check_lm_config(config: Any) -> dict[str, Any]:
+    """The validated keys (see module docstring); ``ValueError`` naming the key otherwise.
+    A model folder must exist, hold ``config.json`` of a causal LM and a tokenizer, and allow
+    ``max_seq_len`` positions."""
+    out = {k: _get(config, k) for k in DEFAULTS}
+    if out["mode"] not in MODES:
+        raise ValueError(f"policy.mode = {out['mode']!r}; allowed: {MODES}")
+    _int("max_new_tokens", out["max_new_tokens"], 1)
+    _int("max_seq_len", out["max_seq_len"], 2)
+    if out["max_new_tokens"] >= out["max_seq_len"]:
+        raise ValueError(
+            f"policy.max_new_tokens = {out['max_new_tokens']} must be below policy.max_seq_len = "
+            f"{out['max_seq_len']} (the prompt needs room)"
+        )
+    t = out["temperature"]
+    if isinstance(t, bool) or not isinstance(t, int | float) or not (math.isfinite(t) and t > 0):
+        raise ValueError(f"policy.temperature = {t!r} must be a finite number > 0")
+    if out["dtype"] not in DTYPES:
+        raise ValueError(f"policy.dtype = {out['dtype']!r}; allowed: {tuple(DTYPES)}")
+    for k in ("enable_thinking", "shared"):
+        if out[k] not in (True, False):
+            raise ValueError(f"policy.{k} = {out[k]!r} must be true or false")
+    model = out["model"]
+    if not isinstance(model, str) or not model:
+        raise ValueError(f"policy.model = {model!r} must be {TINY_MODELS} or a model folder")
+    if model not in TINY_MODELS:
+        _check_folder(model, out["max_seq_len"])
+    elif out["max_seq_len"] > TINY_CONTEXT:
+        raise ValueError(
+            f"policy.max_seq_len = {out['max_seq_len']} exceeds the model's context "
+            f"({TINY_CONTEXT} positions, {model!r})"
+        )
+    return out
+
+
+def _check_folder(model: str, max_seq_len: int) -> None:
+    folder = Path(model)
+    if not folder.is_dir():
+        raise ValueError(
+            f"policy.model = {model!r} is neither {TINY_MODELS} nor an existing folder "
+            "(a folder written by save_pretrained; nothing is downloaded)"
+        )
+    cfg_path = folder / "config.json"
+    if not cfg_path.is_file():
+        raise ValueError(f"policy.model = {model!r}: the folder has no config.json")
+    if not any((folder / f).is_file() for f in _TOKENIZER_FILES):
+        raise ValueError(
+            f"policy.model = {model!r}: the folder has no tokenizer "
+            f"({' or '.join(_TOKENIZER_FILES)}; save it with tokenizer.save_pretrained)"
+        )
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"policy.model = {model!r}: config.json is unreadable ({e})") from e
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    kind = cfg.get("model_type")
+    if kind not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ValueError(
+            f"policy.model = {model!r}: model_type {kind!r} is not a causal language model"
+        )
+    ctx = cfg.get("max_position_embeddings")
+    if isinstance(ctx, int) and max_seq_len > ctx:
+        raise ValueError(
+            f"policy.max_seq_len = {max_seq_len} exceeds the model's context ({ctx} positions, "
+            f"{model!r})"
+        )
+
+
+def load_model(model: str, dtype: str = "float32", seed: int = 0) -> tuple[Any, Any]:
+    """``(causal LM, tokenizer)`` for a checked ``policy.model`` value; tiny models use the real
+    Qwen3 tokenizer and are random-init from ``seed``."""
+    if model in TINY_MODELS:
+        lm = tiny_qwen3(moe=model.endswith("moe"), seed=seed).to(DTYPES[dtype])
+        return lm, load_tokenizer()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model, local_files_only=True)
+    lm = AutoModelForCausalLM.from_pretrained(model, local_files_only=True, dtype=DTYPES[dtype])
+    return lm.eval(), tok
+
+
+def build_lm(specs: dict[str, Any], config: Any, seed: int) -> Any:
+    """The ``lm`` policy kind's builder: ``(specs, config, seed) -> Built`` (see module)."""
+    c = check_lm_config(config)
+    faceless = [r for r, s in specs.items() if s.text is None]
+    if faceless:
+        raise ValueError(f"policy.kind = 'lm': role(s) {faceless} have no text face")
+    kw = {k: c[k] for k in ("mode", "max_new_tokens", "max_seq_len", "temperature")}
+    kw["enable_thinking"] = c["enable_thinking"]
+    shared = load_model(c["model"], c["dtype"], seed) if c["shared"] else None
+    pols = {}
+    for i, (role, s) in enumerate(specs.items()):
+        model, tok = shared or load_model(c["model"], c["dtype"], seed * 1000 + 17 * i)
+        pols[role] = LMPolicy(
+            model, tok, s.text, s.observation_space, s.action_space, seed=seed + 101 * i, **kw
+        )
+    return Built(pols, shared[0] if shared else None)
