@@ -4,6 +4,12 @@ A run directory holds ``config.toml``, ``metrics.jsonl`` (one JSON object per st
 ``checkpoint.pt`` and ``plots/``. Checkpoints are written to a temporary file in the same
 directory, flushed, then renamed over the old one, so a run killed at any moment leaves either the
 previous or the new checkpoint, never a torn one.
+
+Language-model runs (``policy_kind == "lm"``) keep the policy weights in
+``weights-<step>.safetensors`` beside it: written (temp file, fsync, rename) before
+``checkpoint.pt``, which names the file and holds the optimizer and RNG states; older weight
+files are removed only after the new ``checkpoint.pt`` is in place. Tensors shared between roles
+(``policy.shared``) or tied inside a model are stored once.
 """
 
 from __future__ import annotations
@@ -28,22 +34,59 @@ __all__ = [
 ]
 
 CHECKPOINT = "checkpoint.pt"
+WEIGHTS_GLOB = "weights-*.safetensors"
+"""a language-model run's weight files (the one ``checkpoint.pt`` names is current)"""
 METRICS = "metrics.jsonl"
 
 
-def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``run_dir/checkpoint.pt`` atomically (temp file, fsync, rename)."""
-    run_dir = Path(run_dir)
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=run_dir)
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, run_dir / CHECKPOINT)
+        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _split_weights(policies: dict[str, dict]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Policy state dicts -> unique tensors (``role/key`` names) and, per role, key -> name."""
+    tensors: dict[str, torch.Tensor] = {}
+    seen: dict[tuple, str] = {}
+    index: dict[str, dict[str, str]] = {}
+    for role, sd in policies.items():
+        index[role] = {}
+        for key, t in sd.items():
+            t = t.detach()
+            ident = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.dtype)
+            name = seen.get(ident)
+            if name is None:
+                name = seen[ident] = f"{role}/{key}"
+                tensors[name] = t.contiguous()
+            index[role][key] = name
+    return tensors, index
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``run_dir/checkpoint.pt`` atomically (temp file, fsync, rename); a
+    language-model run's policy weights go to a safetensors file first (see module)."""
+    run_dir = Path(run_dir)
+    old = sorted(run_dir.glob(WEIGHTS_GLOB))
+    if state.get("policy_kind") == "lm":
+        from safetensors.torch import save
+
+        tensors, index = _split_weights(state["policies"])
+        name = f"weights-{int(state['step']):08d}.safetensors"
+        blob = save(tensors)
+        _atomic_write(run_dir / name, lambda f: f.write(blob))
+        state = {**state, "policies": {"safetensors": name, "index": index}}
+        old = [p for p in old if p.name != name]
+    _atomic_write(run_dir / CHECKPOINT, lambda f: torch.save(state, f))
+    for p in old:
+        p.unlink(missing_ok=True)
     return run_dir / CHECKPOINT
 
 
@@ -53,9 +96,23 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # corrupt or foreign file
         raise ValueError(f"cannot read checkpoint {path}: {e}") from e
+    pol = state.get("policies") if isinstance(state, dict) else None
+    if isinstance(pol, dict) and "safetensors" in pol:
+        from safetensors.torch import load_file
+
+        wpath = Path(run_dir) / pol["safetensors"]
+        try:
+            tensors = load_file(wpath)
+        except Exception as e:  # missing or corrupt
+            raise ValueError(f"cannot read the weights {wpath} of checkpoint {path}: {e}") from e
+        state["policies"] = {
+            role: {key: tensors[name] for key, name in keys.items()}
+            for role, keys in pol["index"].items()
+        }
+    return state
 
 
 def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:

@@ -67,6 +67,8 @@ class Policy(Protocol):
     """``(n_comp,)`` MultiDiscrete sizes of the action."""
     generator: torch.Generator
     """the policy's own sampling generator (checkpointed; evaluation reseeds it)"""
+    # optional: ``active_rows_only = True`` asks the rollout to pass only the rows of episodes
+    # still running to ``act`` (for policies whose acting is costly, e.g. a language model)
 
     def act(
         self, obs: dict[str, np.ndarray], greedy: bool = False

@@ -73,6 +73,10 @@ class LMPolicy(nn.Module):
         max_records: records kept (oldest dropped first; evaluation never exports its own).
     """
 
+    active_rows_only = True
+    """the rollout passes only the rows of running episodes to :meth:`act` (no decoding of
+    finished ones)"""
+
     def __init__(
         self,
         model: nn.Module,
@@ -240,6 +244,14 @@ class LMPolicy(nn.Module):
         while len(self._records) > self.max_records:
             self._records.popitem(last=False)
         return h
+
+    def response_text(self, handle: int) -> str:
+        """The decoded response of record ``handle`` (special tokens kept): what the agent
+        produced that turn (``mgrpo show``)."""
+        rec = self._records.get(int(handle))
+        if rec is None:
+            raise KeyError(f"no record {handle} (kept: the last {self.max_records})")
+        return self.tokenizer.decode(rec.response.tolist(), skip_special_tokens=False)
 
     def clear_records(self) -> None:
         """Forget every record (their handles become unknown to :meth:`export_records`)."""

@@ -114,6 +114,21 @@ def _sub_trajectories(
     )
 
 
+def _main_act(policy: Any, obs: dict, active: np.ndarray, n: int, greedy: bool):
+    """The main policy's actions for all ``n`` rows. A policy with ``active_rows_only = True``
+    (a language model: decoding a finished episode is wasted work) sees only the active rows;
+    the finished ones get action 0 (ignored by the env), log-prob 0 and handle -1."""
+    if not getattr(policy, "active_rows_only", False) or len(active) == n:
+        return split_action(policy.act(obs, greedy=greedy), n, "the main policy")
+    sub = {k: v[active] for k, v in obs.items()}
+    a_, lp_, h_ = split_action(policy.act(sub, greedy=greedy), len(active), "the main policy")
+    a = np.zeros((n, a_.shape[1]), dtype=a_.dtype)
+    lp = np.zeros(n, dtype=np.float64)
+    h = np.full(n, -1, dtype=np.int64)
+    a[active], lp[active], h[active] = a_, lp_, h_
+    return a, lp, h
+
+
 def collect_rollouts(
     env: Any,
     main_policy: Any,
@@ -153,7 +168,7 @@ def collect_rollouts(
         active = np.flatnonzero(~env.done)
         if len(active) == 0:
             break
-        a, lp, h = split_action(main_policy.act(obs, greedy=greedy), n, "the main policy")
+        a, lp, h = _main_act(main_policy, obs, active, n, greedy)
         if record_subs:
             for k, v in obs.items():
                 step_obs[k].append(v[active])

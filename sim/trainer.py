@@ -59,6 +59,10 @@ def make_env(cfg: TrainConfig, num_envs: int, *, flat: bool | None = None) -> An
     return getattr(vec, "unwrapped", vec)
 
 
+def _no_records() -> None:
+    """A policy kind that keeps no records of its own (an MLP)."""
+
+
 def _no_progress(phase: str) -> None:
     pass
 
@@ -156,6 +160,8 @@ class Learner:
         rng = np.random.default_rng([cfg.seed, step, 1])
         queries = rng.integers(0, HELDOUT, B, dtype=np.int64)
         seeds = rng.integers(0, 2**31, B * K).tolist()
+        for p in self.policies.values():  # records of earlier steps are packed already
+            getattr(p, "clear_records", _no_records)()
         subs = {r: self.policies[r] for r in self.roles}
         batch = collect_rollouts(
             self.env, self.policies["main"], subs, queries, K, seeds, version=step
@@ -184,7 +190,16 @@ class Learner:
         # update
         for role in ("main", *self.roles):
             m = dict.fromkeys(
-                ("loss", "clip_frac_low", "clip_frac_high", "approx_kl", "entropy", "grad_norm"),
+                (
+                    "loss",
+                    "clip_frac_low",
+                    "clip_frac_high",
+                    "approx_kl",
+                    "entropy",
+                    "grad_norm",
+                    "rollout_logp_diff",
+                    "tokens",
+                ),
                 0.0,
             )
             p = prepared.get(role)
@@ -203,7 +218,7 @@ class Learner:
                     on_progress,
                 )
             elif p is not None and len(p) > 0:
-                m["entropy"] = role_entropy(p, self.policies[role])
+                m |= role_entropy(p, self.policies[role])
             for k, v in m.items():
                 metrics[f"{role}/{k}"] = v
         t3 = time.perf_counter()

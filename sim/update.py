@@ -238,7 +238,14 @@ def prepare_sub(
     n_roll = len(batch.correct)
     metrics[f"{role}/calls_mean"] = float(batch.calls[role].mean())
     if len(traj) == 0:
-        for k in ("reward_mean", "reward_std", "frac_zero_std", "expert_mean", "expert_true_mean"):
+        for k in (
+            "reward_mean",
+            "reward_std",
+            "frac_zero_std",
+            "expert_mean",
+            "expert_true_mean",
+            "format_rate",
+        ):
             metrics[f"{role}/{k}"] = 0.0
         metrics |= {f"{role}/align_{k}": 0 for k in ("duplicated", "dropped")}
         metrics[f"{role}/align_empty"] = n_roll
@@ -264,6 +271,7 @@ def prepare_sub(
     check_choice("algo.sub_grouping", cfg.algo.sub_grouping, tuple(SUB_ADVANTAGES))
     grouping = SUB_ADVANTAGES[cfg.algo.sub_grouping]
     adv, res = _advantages(lambda: grouping(r, a, traj, batch, **_adv_kw(cfg)), step, role)
+    metrics[f"{role}/format_rate"] = float(format_ok.mean())
     metrics[f"{role}/reward_mean"] = float(r.mean())
     metrics[f"{role}/reward_std"] = float(r.std(correction=0))
     metrics[f"{role}/frac_zero_std"] = res.stats.frac_zero_std
@@ -295,6 +303,11 @@ def update_role(
     ``optim.grad_norm_limit``; after the update, on non-finite parameters or a parameter norm
     above ``optim.param_norm_limit`` (0 disables a limit). ``on_progress`` is called with
     ``"update ROLE epoch e/mu"`` at the start of each epoch.
+
+    Also returns ``rollout_logp_diff``: the largest |behaviour log-prob - recomputed log-prob|
+    over the sampled tokens of the first minibatch of the first epoch (scored before any
+    optimizer step, so it measures how exactly the policy recomputes what it sampled: ~0 for an
+    in-process sampler), and ``tokens``: the sampled tokens of ``p`` (mask sum).
     """
     params = [q for g in optimizer.param_groups for q in g["params"]]
     n = len(p)
@@ -303,6 +316,7 @@ def update_role(
     grad_limit = cfg.optim.grad_norm_limit or math.inf
     sums = dict.fromkeys(LOSS_STATS, 0.0)
     count = 0
+    logp_diff = 0.0
     for epoch in range(cfg.optim.mu):
         if on_progress is not None:
             on_progress(f"update {role} epoch {epoch + 1}/{cfg.optim.mu}")
@@ -310,6 +324,8 @@ def update_role(
         for mb in torch.tensor_split(perm, n_mb):
             b_tokens = p.tokens.select(mb)
             logp, ent = policy.token_logprobs(b_tokens)
+            if count == 0:
+                logp_diff = _logp_diff(logp, b_tokens)
             ref_logp = None
             if cfg.loss.kl_coef > 0:
                 with torch.no_grad():
@@ -357,7 +373,18 @@ def update_role(
                 sums[k] += st[k]
             count += 1
     _check_params(cfg, role, params, step)
-    return {k: v / max(count, 1) for k, v in sums.items()}
+    out = {k: v / max(count, 1) for k, v in sums.items()}
+    out["rollout_logp_diff"] = logp_diff
+    out["tokens"] = float(p.tokens.mask.sum())
+    return out
+
+
+def _logp_diff(logp: torch.Tensor, tokens: Any) -> float:
+    """max |recomputed - behaviour log-prob| over the sampled tokens (0.0 if none)."""
+    on = tokens.mask > 0
+    if not bool(on.any()):
+        return 0.0
+    return float((logp.detach() - tokens.logp_old).abs()[on].max())
 
 
 _LR_HINT = (
@@ -390,9 +417,15 @@ def _check_params(cfg: Any, role: str, params: list[torch.Tensor], step: int) ->
 
 
 @torch.no_grad()
-def role_entropy(p: Prepared, policy: Any) -> float:
-    """Mean per-token entropy of a (frozen) role's prepared rows."""
+def role_entropy(p: Prepared, policy: Any) -> dict[str, float]:
+    """A frozen role's ``entropy`` (mean per token), ``rollout_logp_diff`` (over all its
+    sampled tokens) and ``tokens``."""
     tokens = p.tokens.select(torch.arange(len(p)))
-    _, ent = policy.token_logprobs(tokens)
+    with torch.no_grad():
+        logp, ent = policy.token_logprobs(tokens)
     valid = tokens.mask
-    return float((ent * valid).sum() / valid.sum().clamp(min=1))
+    return {
+        "entropy": float((ent * valid).sum() / valid.sum().clamp(min=1)),
+        "rollout_logp_diff": _logp_diff(logp, tokens),
+        "tokens": float(valid.sum()),
+    }
