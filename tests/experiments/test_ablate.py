@@ -34,6 +34,10 @@ def test_plan_expands_variants_seeds_envs_and_env_overrides(tmp_path):
     assert runs[0].run_dir == tmp_path / "out" / "RubiksLogic" / "mgrpo" / "seed0"
     steps = {(r.env_id, resolve(r.flat).steps) for r in runs}
     assert steps == {("mgrpo/RubiksLogic-v0", 5), ("mgrpo/InvasiveSpecies-v0", 3)}
+    # --set ablate.env_overrides."<id>".key beats the table's, for that env only
+    sets = ['ablate.env_overrides."mgrpo/InvasiveSpecies-v0".steps=7']
+    steps = {(r.env_id, resolve(r.flat).steps) for r in plan(cfg, sets, tmp_path / "o2")}
+    assert steps == {("mgrpo/RubiksLogic-v0", 5), ("mgrpo/InvasiveSpecies-v0", 7)}
     # flags override the table
     assert (
         len(plan(cfg, [], tmp_path, variants=["mgrpo"], seeds=1, envs=["mgrpo/RubiksLogic-v0"]))
