@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.config import SECTIONS, VARIANTS, RoleConfig, TrainConfig, apply_variant
+from sim.config_policy import NESTED as POLICY_NESTED
 
 __all__ = [
     "COMMAND_TABLES",
@@ -151,6 +152,12 @@ def resolve(
             else:
                 problems += _env_value_problems(key, value)
                 sections["env"].setdefault("kwargs", {})[parts[1]] = value
+        elif parts[0] == "policy" and len(parts) == 3 and parts[1] in POLICY_NESTED:
+            if parts[2] not in POLICY_NESTED[parts[1]]:
+                allowed = ", ".join(f"policy.{parts[1]}.{f}" for f in POLICY_NESTED[parts[1]])
+                problems.append(f"unknown key {key!r}; allowed: {allowed}")
+            else:
+                sections["policy"][f"{parts[1]}_{parts[2]}"] = value
         elif parts[0] in SECTIONS and len(parts) == 2:
             cls = SECTIONS[parts[0]]
             if parts[1] not in _section_fields(cls):
@@ -411,8 +418,15 @@ def dump_toml(cfg: TrainConfig) -> str:
         sec = dict(d[name])
         if name == "env":
             sec |= sec.pop("kwargs")
+        nested = {}
+        if name == "policy":
+            for table, keys in POLICY_NESTED.items():
+                nested[table] = {k: sec.pop(f"{table}_{k}") for k in keys}
         lines.append(f"\n[{name}]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in sec.items() if v is not None]
+        for table, vals in nested.items():
+            lines.append(f"\n[{name}.{table}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in vals.items() if v is not None]
     for role, vals in d["roles"].items():
         lines.append(f"\n[roles.{role}]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in vals.items() if v is not None]

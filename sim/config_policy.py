@@ -10,6 +10,15 @@ TINY_MODELS = ("tiny-qwen3", "tiny-qwen3-moe")
 """built-in random-init models (:func:`policies.qwen.tiny_qwen3`) for ``policy.model``"""
 LM_MODES = ("generate", "choice")
 LM_DTYPES = ("float32", "bfloat16", "float16")
+BIG_MODELS = ("qwen3-30b-a3b",)
+"""built-in published architectures (config only, random init: planning and meta-device tests)"""
+ENGINES = ("hf", "vllm")
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "experts")
+"""default ``policy.lora.targets``: the attention projections and the MoE experts (fused 3-D
+parameters in transformers 5; a dense model's MLP is ``gate_proj``/``up_proj``/``down_proj``)"""
+NESTED = {"lora": ("rank", "alpha", "targets")}
+"""``[policy.<table>]`` keys, stored as fields ``<table>_<key>`` (``policy.lora.rank`` ->
+``lora_rank``)"""
 
 
 @dataclass
@@ -24,8 +33,9 @@ class PolicyConfig:
     ``lm``: one base model for every role (else one model per role)"""
     model: str = "tiny-qwen3"
     """``lm`` only: ``"tiny-qwen3"`` / ``"tiny-qwen3-moe"`` (random-init Qwen3 / Qwen3-MoE built
-    from a config, small enough for a CPU; the real Qwen3 tokenizer) or a local folder written by
-    ``save_pretrained`` (model and tokenizer). Nothing is ever downloaded."""
+    from a config, small enough for a CPU; the real Qwen3 tokenizer), ``"qwen3-30b-a3b"`` (the
+    published architecture, config only: for ``mgrpo plan`` and meta-device tests) or a local
+    folder written by ``save_pretrained`` (model and tokenizer). Nothing is ever downloaded."""
     mode: str = "generate"
     """``lm`` only: ``"generate"`` (free sampling of the tool call; text that does not parse is
     a malformed action, f = 0) or ``"choice"`` (sampling constrained to the texts of the actions
@@ -42,6 +52,25 @@ class PolicyConfig:
     rollout/update log-prob match (``<role>/rollout_logp_diff`` ~ 0) holds in float32"""
     enable_thinking: bool = False
     """``lm`` only: Qwen3's thinking mode in the chat template (off: the paper's tool calls)"""
+    lora_rank: int = 0
+    """``policy.lora.rank``: LoRA rank of each role's adapter (0: full fine-tuning; <= 1024;
+    ``lm`` only)"""
+    lora_alpha: float = 32.0
+    """``policy.lora.alpha``: LoRA scaling numerator (scale = alpha / rank; > 0, <= 4096)"""
+    lora_targets: tuple[str, ...] = LORA_TARGETS
+    """``policy.lora.targets``: module (or, for fused experts, parameter) names the adapters
+    wrap; each must match something in the model (checked when it is built)"""
+    share_base: bool = True
+    """``lm`` with LoRA: one base model under one adapter per role (main, each specialist);
+    false gives each role its own model"""
+    engine: str = "hf"
+    """``lm`` rollout engine: ``"hf"`` (the in-process sampler, CPU and GPU) or ``"vllm"`` (a
+    vLLM server's OpenAI-compatible API at ``policy.engine_url``: token ids in and out)"""
+    engine_url: str = "http://127.0.0.1:8000"
+    """base URL of the rollout engine's server (``policy.engine = "vllm"``)"""
+    is_cap: float = 2.0
+    """truncated importance weight cap for engine log-probs that differ from the trainer's
+    (>= 1, <= 100; used with ``policy.engine = "vllm"``)"""
 
     def __post_init__(self) -> None:
         _choice("policy.kind", self.kind, _names("policies.registry", "policy_kinds"))
@@ -61,3 +90,20 @@ class PolicyConfig:
         _num("policy.temperature", self.temperature, 0.0, 10.0, low_open=True)
         _choice("policy.dtype", self.dtype, LM_DTYPES)
         _choice("policy.enable_thinking", self.enable_thinking, (True, False))
+        _int("policy.lora.rank", self.lora_rank, 0, 1024)
+        _num("policy.lora.alpha", self.lora_alpha, 0.0, 4096.0, low_open=True)
+        if isinstance(self.lora_targets, list):
+            self.lora_targets = tuple(self.lora_targets)
+        if (
+            not isinstance(self.lora_targets, tuple)
+            or not self.lora_targets
+            or not all(isinstance(t, str) and t for t in self.lora_targets)
+        ):
+            _fail("policy.lora.targets", self.lora_targets, "a non-empty list of names")
+        _choice("policy.share_base", self.share_base, (True, False))
+        _choice("policy.engine", self.engine, ENGINES)
+        if not isinstance(self.engine_url, str) or not self.engine_url.startswith(
+            ("http://", "https://")
+        ):
+            _fail("policy.engine_url", self.engine_url, "an http:// or https:// URL")
+        _num("policy.is_cap", self.is_cap, 1.0, 100.0)
