@@ -71,6 +71,10 @@ class LMPolicy(nn.Module):
         enable_thinking: passed to the chat template (Qwen3: False adds an empty think block).
         seed: seeds :attr:`generator`.
         max_records: records kept (oldest dropped first; evaluation never exports its own).
+        peft, adapter: with LoRA (:mod:`policies.lm_lora`), the ``PeftModel`` around ``model``
+            (its inner model) and this role's adapter name: it is activated before every
+            forward; :meth:`parameters`, :meth:`state_dict` and :meth:`load_state_dict` cover
+            the adapter only, and :meth:`reference` is the model with adapters disabled.
     """
 
     active_rows_only = True
@@ -92,8 +96,12 @@ class LMPolicy(nn.Module):
         enable_thinking: bool = False,
         seed: int = 0,
         max_records: int = 50_000,
+        peft: Any = None,
+        adapter: str | None = None,
     ) -> None:
         super().__init__()
+        self.__dict__["peft"] = peft  # not a submodule: ``model`` is its inner model
+        self.adapter = adapter
         if mode not in MODES:
             raise ValueError(f"policy.mode = {mode!r}; allowed: {MODES}")
         if not isinstance(action_space, gym.spaces.MultiDiscrete):
@@ -204,6 +212,7 @@ class LMPolicy(nn.Module):
         response tokens) and handles ``(n,)`` int64 of the records.
         """
         n = len(obs["action_mask"])
+        self._activate()
         prompts = self.prompt_ids(obs)
         tries = [self.trie(m) for m in np.asarray(obs["action_mask"])] if self.choice else None
         live = [i for i in range(n) if tries is None or len(tries[i]) > 0]
@@ -369,8 +378,70 @@ class LMPolicy(nn.Module):
 
         return pack(traj, self.pad_id)
 
-    def token_logprobs(self, batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def token_logprobs(
+        self, batch: TokenBatch, activate: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probs and entropies ``(num_rows, seq_len)`` with gradient
-        (:func:`policies.lm_pack.token_logprobs`)."""
-
+        (:func:`policies.lm_pack.token_logprobs`); ``activate``: switch to this role's adapter
+        first (LoRA)."""
+        if activate:
+            self._activate()
         return token_logprobs(self.base, self.head, batch, self.temperature)
+
+    # ------------------------------------------------------------------ LoRA adapters
+    def _activate(self) -> None:
+        if self.peft is not None and self.adapter is not None:
+            self.peft.set_adapter(self.adapter)
+
+    def reference(self) -> Any:
+        """The KL reference: with LoRA the same model with adapters disabled (no copy); without
+        it, None (the trainer copies the policy)."""
+        if self.peft is None:
+            return None
+        from policies.lm_lora import AdapterRef
+
+        return AdapterRef(self)
+
+    def parameters(self, recurse: bool = True):  # type: ignore[override]
+        """The trainable parameters: this role's adapter with LoRA, else the whole model."""
+        if self.adapter is None:
+            yield from super().parameters(recurse)
+            return
+        tag = f".{self.adapter}."
+        for name, p in self.model.named_parameters():
+            if "lora_" in name and tag in name:
+                yield p
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        """The model's state, or with LoRA this role's adapter tensors only."""
+        if self.adapter is None:
+            return super().state_dict(*args, **kwargs)
+        from policies.lm_lora import adapter_state
+
+        return {k: v.detach() for k, v in adapter_state(self.peft, self.adapter).items()}
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False):  # type: ignore[override]
+        """Load :meth:`state_dict`; with LoRA a ``RuntimeError`` names missing or unexpected
+        adapter keys (an adapter of another base model or rank)."""
+        if self.adapter is None:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        from policies.lm_lora import adapter_state
+
+        own = adapter_state(self.peft, self.adapter)
+        missing = sorted(set(own) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(own))
+        if missing or unexpected:
+            raise RuntimeError(
+                f"adapter {self.adapter!r} does not match this base model: missing "
+                f"{missing[:3]}{'...' if len(missing) > 3 else ''}, unexpected "
+                f"{unexpected[:3]}{'...' if len(unexpected) > 3 else ''}"
+            )
+        with torch.no_grad():
+            for k, v in state_dict.items():
+                if own[k].shape != v.shape:
+                    raise RuntimeError(
+                        f"adapter {self.adapter!r}: {k} has shape {tuple(v.shape)}, the base "
+                        f"model needs {tuple(own[k].shape)} (another rank or model)"
+                    )
+                own[k].copy_(v)
+        return None

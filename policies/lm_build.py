@@ -35,6 +35,10 @@ DEFAULTS: dict[str, Any] = {
     "dtype": "float32",
     "enable_thinking": False,
     "shared": False,
+    "lora_rank": 0,
+    "lora_alpha": 32.0,
+    "lora_targets": ("q_proj", "k_proj", "v_proj", "o_proj", "experts"),
+    "share_base": True,
 }
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
@@ -139,6 +143,8 @@ def build_lm(specs: dict[str, Any], config: Any, seed: int) -> Any:
         raise ValueError(f"policy.kind = 'lm': role(s) {faceless} have no text face")
     kw = {k: c[k] for k in ("mode", "max_new_tokens", "max_seq_len", "temperature")}
     kw["enable_thinking"] = c["enable_thinking"]
+    if c["lora_rank"] > 0:
+        return _build_lora(specs, c, seed, kw)
     shared = load_model(c["model"], c["dtype"], seed) if c["shared"] else None
     pols = {}
     for i, (role, s) in enumerate(specs.items()):
@@ -147,3 +153,36 @@ def build_lm(specs: dict[str, Any], config: Any, seed: int) -> Any:
             model, tok, s.text, s.observation_space, s.action_space, seed=seed + 101 * i, **kw
         )
     return Built(pols, shared[0] if shared else None)
+
+
+def _build_lora(specs: dict[str, Any], c: dict[str, Any], seed: int, kw: dict) -> Built:
+    """LoRA: one adapter per role on one base (``share_base``) or on a base per role; the
+    adapters' optimizers are per role (no shared module)."""
+    from policies.lm_lora import add_adapters
+
+    roles = list(specs)
+    groups = [roles] if c["share_base"] else [[r] for r in roles]
+    pols = {}
+    for g_i, group in enumerate(groups):
+        model, tok = load_model(c["model"], c["dtype"], seed * 1000 + 17 * g_i)
+        model.requires_grad_(False)
+        with torch.random.fork_rng(devices=[]):  # peft's adapter init draws from torch
+            torch.manual_seed(seed * 1000 + 7 * g_i)
+            peft_model = add_adapters(
+                model, group, c["lora_rank"], c["lora_alpha"], tuple(c["lora_targets"])
+            )
+        for role in group:
+            i = roles.index(role)
+            s = specs[role]
+            pols[role] = LMPolicy(
+                model,
+                tok,
+                s.text,
+                s.observation_space,
+                s.action_space,
+                seed=seed + 101 * i,
+                peft=peft_model,
+                adapter=role,
+                **kw,
+            )
+    return Built(pols, None)

@@ -28,9 +28,12 @@ from typing import Any
 import torch
 
 __all__ = [
+    "QWEN3_30B_A3B",
     "QWEN3_SPECIAL_TOKENS",
     "TOKENIZER_SHA256",
+    "build_on_meta",
     "load_tokenizer",
+    "qwen3_30b_a3b_config",
     "qwen_chat_template",
     "tiny_qwen3",
     "tokenizer_dir",
@@ -191,3 +194,60 @@ def tiny_qwen3(
         torch.manual_seed(int(seed))
         model = (Qwen3MoeForCausalLM if moe else Qwen3ForCausalLM)(config)
     return model.float().eval()
+
+
+QWEN3_30B_A3B: dict[str, Any] = dict(
+    vocab_size=151_936,
+    hidden_size=2048,
+    intermediate_size=6144,
+    num_hidden_layers=48,
+    num_attention_heads=32,
+    num_key_value_heads=4,
+    head_dim=128,
+    hidden_act="silu",
+    max_position_embeddings=40_960,
+    max_window_layers=48,
+    initializer_range=0.02,
+    rms_norm_eps=1e-6,
+    use_cache=True,
+    tie_word_embeddings=False,
+    rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
+    attention_bias=False,
+    use_sliding_window=False,
+    sliding_window=None,
+    attention_dropout=0.0,
+    decoder_sparse_step=1,
+    moe_intermediate_size=768,
+    num_experts_per_tok=8,
+    num_experts=128,
+    norm_topk_prob=True,
+    output_router_logits=False,
+    router_aux_loss_coef=0.001,
+    mlp_only_layers=[],
+    bos_token_id=151_643,
+    eos_token_id=151_645,
+)
+"""The published ``config.json`` of Qwen/Qwen3-30B-A3B (``rope_theta`` as transformers 5's
+``rope_parameters``): 48 layers, hidden 2048, head_dim 128, 32 query / 4 key-value heads, 128
+experts of width 768 with 8 per token (normalised top-k), vocabulary 151,936, untied embeddings,
+40,960 positions. About 30.5B parameters, 3.35B active per token."""
+
+
+def qwen3_30b_a3b_config() -> Any:
+    """The Qwen3-30B-A3B architecture as a ``transformers.Qwen3MoeConfig`` (config only, no
+    weights): :data:`QWEN3_30B_A3B`. Build it with :func:`build_on_meta` to count parameters."""
+    _offline()
+    from transformers import Qwen3MoeConfig
+
+    return Qwen3MoeConfig(**json.loads(json.dumps(QWEN3_30B_A3B)))  # a deep copy
+
+
+def build_on_meta(config: Any) -> torch.nn.Module:
+    """The causal LM of ``config`` (any ``transformers`` config with a causal-LM class) on
+    ``torch.device("meta")``: shapes and dtypes (float32) only, no memory and no init, for
+    counting parameters (30.5B parameters of Qwen3-30B-A3B in well under a second)."""
+    _offline()
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)

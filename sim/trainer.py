@@ -59,6 +59,13 @@ def make_env(cfg: TrainConfig, num_envs: int, *, flat: bool | None = None) -> An
     return getattr(vec, "unwrapped", vec)
 
 
+def _reference(policy: Any) -> Any:
+    """The KL reference of a policy: its own view when it has one (LoRA: the model with its
+    adapters disabled), else a frozen copy."""
+    ref = getattr(policy, "reference", lambda: None)()
+    return ref if ref is not None else copy.deepcopy(policy).requires_grad_(False)
+
+
 def _no_records() -> None:
     """A policy kind that keeps no records of its own (an MLP)."""
 
@@ -128,9 +135,7 @@ class Learner:
                 for r in self.trainable
             }
         self.ref = (
-            {r: copy.deepcopy(p).requires_grad_(False) for r, p in self.policies.items()}
-            if cfg.loss.kl_coef > 0
-            else {}
+            {r: _reference(p) for r, p in self.policies.items()} if cfg.loss.kl_coef > 0 else {}
         )
         self.update_gen = torch.Generator().manual_seed(cfg.seed + 12345)
         self.queue: dict[str, deque] = {r: deque() for r in self.roles}

@@ -74,3 +74,44 @@ def test_generate_mode_on_the_tiny_moe_logs_the_format_term(tmp_path):
     # a random-init model rarely writes a valid call: the format term is computed and logged
     assert 0.0 <= row["main/format_rate"] <= 1.0 and "sub/format_rate" in row
     assert row["main/tokens"] > 0 and row["main/rollout_logp_diff"] < 1e-4
+
+
+def test_a_saved_moe_folder_trains_with_lora_on_attention_and_experts_and_resumes(tmp_path):
+    """The 30B preset's code path on a tiny Qwen3-MoE written by save_pretrained: one step,
+    a checkpoint of the adapters, a resume that restores them and their optimizer exactly."""
+    from policies.qwen import load_tokenizer, tiny_qwen3
+
+    folder = tmp_path / "moe"
+    tiny_qwen3(moe=True, seed=3).save_pretrained(folder)
+    load_tokenizer().save_pretrained(folder)
+    over = {**LM, "policy.model": str(folder), "policy.lora.rank": 4, "loss.kl_coef": 0.01}
+    cfg = tiny_config("mgrpo/RubiksLogic-v0", steps=2, checkpoint_every=1, **over)
+    run = Trainer(cfg, tmp_path / "run", progress=False)
+    base = run.learner.policies["main"].model.model.layers[0].self_attn.q_proj.base_layer.weight
+    base0 = base.detach().clone()
+    append_metrics(tmp_path / "run", run.train_step())
+    run.save()
+    state = load_checkpoint(tmp_path / "run")
+    keys = list(state["policies"]["main"])
+    assert keys and all("lora_" in k for k in keys)  # adapters only, not the base
+    assert any("experts" in k for k in keys) and any("q_proj" in k for k in keys)
+    assert torch.equal(base, base0)  # the base stays frozen
+    live = {r: p.state_dict() for r, p in run.learner.policies.items()}
+    opt = run.learner.optims["main"].state_dict()["state"]
+    run.close()
+    resumed = Trainer(cfg, tmp_path / "run", resume=True, progress=False)
+    assert resumed.step == 1
+    for r, sd in live.items():
+        got = resumed.learner.policies[r].state_dict()
+        assert all(torch.equal(got[k], v) for k, v in sd.items()), r
+    got_opt = resumed.learner.optims["main"].state_dict()["state"]
+    assert all(torch.equal(got_opt[i]["exp_avg"], opt[i]["exp_avg"]) for i in opt)
+    resumed.train()  # step 2 runs from the restored adapters
+    assert [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [1, 2]
+
+
+def test_lora_targets_that_match_nothing_are_a_clear_error(tmp_path):
+    over = {**LM, "policy.lora.rank": 4}  # the default targets include the MoE experts
+    cfg = tiny_config("mgrpo/RubiksLogic-v0", steps=1, **over)
+    with pytest.raises(ValueError, match=r"policy.lora.targets: \['experts'\] match no module"):
+        Trainer(cfg, tmp_path / "r", progress=False)
