@@ -9,6 +9,7 @@ run, 130 interrupted (a checkpoint is written first).
     mgrpo check-math MODULE:FUNCTION --kind advantages|alignment|loss [--convention NAME]
     mgrpo eval RUN [--episodes N] [--seed S] [--sampled]
     mgrpo show RUN [--episode N] [--role NAME] [--untrained]
+    mgrpo plan CONFIG [--gpus N] [--gpu-mem GB] [--set key=value ...] [--require-fit]
     mgrpo envs
 """
 
@@ -18,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiments import ablate, check_math, evaluate_cmd, report, show
+from experiments import ablate, check_math, evaluate_cmd, plan, report, show
 from experiments.config import ConfigError
 from experiments.plots import cli as plots_cli
 from experiments.sweep import cli as sweep_cli
@@ -229,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     check_math.add_parser(sub)
     evaluate_cmd.add_parser(sub)
     show.add_parser(sub)
+    plan.add_parser(sub)
     e = sub.add_parser("envs", help="list the registered environments")
     e.set_defaults(func=cmd_envs)
     return p

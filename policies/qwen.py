@@ -6,6 +6,9 @@
   ``tokenizer.json`` is checked against a recorded sha256 before it is read.
 * :func:`tiny_qwen3`: a seeded, random-init ``Qwen3ForCausalLM`` (or ``Qwen3MoeForCausalLM``,
   the Qwen3-30B-A3B architecture with a few experts) small enough for CPU tests.
+* :func:`qwen3_30b_a3b_config`: the published Qwen3-30B-A3B architecture (config only), and
+  :func:`build_on_meta`: any config's causal LM on the meta device (no memory), for
+  ``mgrpo plan`` and parameter counts.
 * :func:`toy_tokenizer`: a small byte-level BPE vocabulary trained on a given corpus, with the
   Qwen3 special tokens and chat template: prompts of a few hundred tokens instead of thousands of
   characters, for fast unit tests of the token machinery.
