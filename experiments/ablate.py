@@ -164,7 +164,7 @@ def plan(
     for env_id in envs:
         env_file = {"env.id": env_id} if env_id is not None else {}
         env_file |= flatten(table.get("env_overrides", {}).get(env_id or "", {}))
-        env_file |= _dotted_env_overrides(table, env_id or "")
+        env_file |= stages.dotted_env_overrides(table, env_id or "")
         layers = (src.file, env_file, src.sets)
         cells = _env_cells(layers, Path(out), variants, seeds, base.get("seed", 0), stage1)
         if pilot_cfg is not None:
@@ -286,25 +286,6 @@ def _table_problems(table: dict[str, Any], variants: Any, seeds: Any, envs: Any)
             '[ablate.env_overrides."mgrpo/InvasiveSpecies-v0"] steps = 150'
         )
     return problems
-
-
-def _dotted_env_overrides(table: dict[str, Any], env_id: str) -> dict[str, Any]:
-    """``--set ablate.env_overrides."<env id>".<key>=v`` keys of one env (quotes optional: an
-    env id has no dots), as flat keys."""
-    out = {}
-    prefix = "env_overrides."
-    for k, v in table.items():
-        if not k.startswith(prefix):
-            continue
-        rest = k[len(prefix) :]
-        if rest.startswith('"'):
-            env, _, key = rest[1:].partition('"')
-            key = key.removeprefix(".")
-        else:
-            env, _, key = rest.partition(".")
-        if env == env_id and key:
-            out[key] = v
-    return out
 
 
 def _status(run: AblationRun, cfg: TrainConfig) -> str:

@@ -51,6 +51,7 @@ __all__ = [
     "env_roles",
     "is_stage1_dir",
     "stale_stage1",
+    "dotted_env_overrides",
     "subtable",
 ]
 
@@ -232,3 +233,22 @@ def stale_stage1(run_dir: Path, text: str) -> str | None:
         f"{run_dir} holds a stage-1 run of another config (differs in {diff}); every stage-2 "
         "run would start from it: delete it or give another --out"
     )
+
+
+def dotted_env_overrides(table: dict[str, Any], env_id: str) -> dict[str, Any]:
+    """``--set ablate.env_overrides."<env id>".<key>=v`` keys of one env (quotes optional: an
+    env id has no dots), as flat keys."""
+    out = {}
+    prefix = "env_overrides."
+    for k, v in table.items():
+        if not k.startswith(prefix):
+            continue
+        rest = k[len(prefix) :]
+        if rest.startswith('"'):
+            env, _, key = rest[1:].partition('"')
+            key = key.removeprefix(".")
+        else:
+            env, _, key = rest.partition(".")
+        if env == env_id and key:
+            out[key] = v
+    return out

@@ -6,7 +6,9 @@ in its own loop over the KV cache with the policy's :attr:`~LMPolicy.generator`,
 including ``<|im_end|>`` or ``max_new_tokens``. It keeps the exact prompt ids, the sampled ids and
 their log-probs as records; the trainer gets them through :meth:`~LMPolicy.export_records` and
 never re-tokenizes. :meth:`~LMPolicy.pack` and :meth:`~LMPolicy.token_logprobs` (in
-:mod:`policies.lm_pack`) recompute the same log-probs under the current parameters.
+:mod:`policies.lm_pack`) recompute the same log-probs under the current parameters. With
+``policy.engine = "vllm"`` a vLLM server samples the responses instead (generate mode, LoRA;
+:mod:`policies.lm_engine`).
 
 Modes: ``generate`` (free sampling; the env gets ``face.parse(decode(response))``, or
 ``face.malformed()`` for bad text) and ``choice`` (decoding constrained to the texts of the
@@ -32,6 +34,7 @@ import torch
 from torch import nn
 
 from policies.base import TokenBatch
+from policies.lm_engine import engine_sample, rescore
 from policies.lm_heads import (
     MASKED,
     base_and_head,
@@ -75,8 +78,13 @@ class LMPolicy(nn.Module):
             (its inner model) and this role's adapter name: it is activated before every
             forward; :meth:`parameters`, :meth:`state_dict` and :meth:`load_state_dict` cover
             the adapter only, and :meth:`reference` is the model with adapters disabled.
+        engine: a rollout engine (:class:`policies.engine.VLLMEngine`, ``policy.engine =
+            "vllm"``) that samples the responses instead of the in-process loop, with this
+            role's adapter (:mod:`policies.lm_engine`); generate mode only.
     """
 
+    entropy_grad = True
+    """entropies with gradient (the trainer turns it off when ``loss.entropy_coef`` is 0)"""
     active_rows_only = True
     """the rollout passes only the rows of running episodes to :meth:`act` (no decoding of
     finished ones)"""
@@ -98,12 +106,21 @@ class LMPolicy(nn.Module):
         max_records: int = 50_000,
         peft: Any = None,
         adapter: str | None = None,
+        engine: Any = None,
     ) -> None:
         super().__init__()
         self.__dict__["peft"] = peft  # not a submodule: ``model`` is its inner model
         self.adapter = adapter
+        self.engine = engine
         if mode not in MODES:
             raise ValueError(f"policy.mode = {mode!r}; allowed: {MODES}")
+        if engine is not None and mode != "generate":
+            raise ValueError(
+                f"policy.mode = {mode!r} cannot run on a rollout engine (policy.engine = "
+                "'vllm'): choice mode constrains every token to the allowed actions' texts, "
+                "which only the in-process sampler does; use policy.mode = 'generate' or "
+                "policy.engine = 'hf'"
+            )
         if not isinstance(action_space, gym.spaces.MultiDiscrete):
             raise ValueError(f"action space must be MultiDiscrete, got {action_space}")
         if int(max_new_tokens) < 1 or int(max_new_tokens) >= int(max_seq_len):
@@ -216,9 +233,15 @@ class LMPolicy(nn.Module):
         prompts = self.prompt_ids(obs)
         tries = [self.trie(m) for m in np.asarray(obs["action_mask"])] if self.choice else None
         live = [i for i in range(n) if tries is None or len(tries[i]) > 0]
-        resp, lps, allowed, leaf = self._sample(
-            [prompts[i] for i in live], None if tries is None else [tries[i] for i in live], greedy
-        )
+        if self.engine is not None:  # generate mode: no tries
+            resp, lps = engine_sample(self, prompts, greedy)
+            allowed, leaf = [[] for _ in range(n)], [-1] * n
+        else:
+            resp, lps, allowed, leaf = self._sample(
+                [prompts[i] for i in live],
+                None if tries is None else [tries[i] for i in live],
+                greedy,
+            )
         actions = np.tile(self.face.malformed(), (n, 1)).astype(np.int64)
         logp = np.zeros(n, dtype=np.float64)
         handles = np.zeros(n, dtype=np.int64)
@@ -386,7 +409,13 @@ class LMPolicy(nn.Module):
         first (LoRA)."""
         if activate:
             self._activate()
-        return token_logprobs(self.base, self.head, batch, self.temperature)
+        return token_logprobs(self.base, self.head, batch, self.temperature, self.entropy_grad)
+
+    def rescore(self, batch: TokenBatch, cap: float) -> tuple[TokenBatch, float]:
+        """Engine rollouts: the trainer's own old log-probs, the truncated importance
+        weights (``data["is_weight"]``) and the largest log-prob gap
+        (:func:`policies.lm_engine.rescore`)."""
+        return rescore(self, batch, cap)
 
     # ------------------------------------------------------------------ LoRA adapters
     def _activate(self) -> None:

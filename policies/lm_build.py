@@ -5,8 +5,15 @@ Keys (read by attribute, with these defaults): ``model`` (``"tiny-qwen3"``,
 tokenizer), ``mode`` (``"generate"`` | ``"choice"``), ``max_new_tokens`` (32), ``max_seq_len``
 (2048), ``temperature`` (1.0), ``dtype`` (``"float32"`` | ``"bfloat16"`` | ``"float16"``),
 ``enable_thinking`` (False), ``shared`` (False: one model per role, tiny models seeded per role;
-True: one model for every role, returned as the shared module). Every key is checked before any
-model is built; nothing is downloaded.
+True: one model for every role, returned as the shared module), ``lora_rank`` / ``lora_alpha`` /
+``lora_targets`` / ``share_base`` (LoRA, :mod:`policies.lm_lora`), ``engine`` (``"hf"`` |
+``"vllm"``), ``engine_url`` and ``is_cap``. Every key is checked before any model is built;
+nothing is downloaded.
+
+``engine = "vllm"``: one :class:`policies.engine.VLLMEngine` at ``engine_url`` serving the base
+model under the name ``policy.model`` (``vllm serve PATH`` serves it as ``PATH``; otherwise
+``--served-model-name``), shared by every role's policy; it needs generate mode and LoRA
+(``lora_rank > 0``: the server gets the updated weights as one adapter per role).
 """
 
 from __future__ import annotations
@@ -39,7 +46,11 @@ DEFAULTS: dict[str, Any] = {
     "lora_alpha": 32.0,
     "lora_targets": ("q_proj", "k_proj", "v_proj", "o_proj", "experts"),
     "share_base": True,
+    "engine": "hf",
+    "engine_url": "http://127.0.0.1:8000",
+    "is_cap": 2.0,
 }
+ENGINES = ("hf", "vllm")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
@@ -75,6 +86,19 @@ def check_lm_config(config: Any) -> dict[str, Any]:
     for k in ("enable_thinking", "shared"):
         if out[k] not in (True, False):
             raise ValueError(f"policy.{k} = {out[k]!r} must be true or false")
+    if out["engine"] not in ENGINES:
+        raise ValueError(f"policy.engine = {out['engine']!r}; allowed: {ENGINES}")
+    if out["engine"] == "vllm":
+        if out["lora_rank"] < 1:
+            raise ValueError(
+                "policy.engine = 'vllm' needs policy.lora.rank > 0: the server must get the "
+                "updated weights as an adapter"
+            )
+        if out["mode"] != "generate":
+            raise ValueError(
+                f"policy.engine = 'vllm' needs policy.mode = 'generate' (got {out['mode']!r}: "
+                "choice mode's constrained decoding runs only in the in-process sampler)"
+            )
     model = out["model"]
     if not isinstance(model, str) or not model:
         raise ValueError(f"policy.model = {model!r} must be {TINY_MODELS} or a model folder")
@@ -144,6 +168,10 @@ def build_lm(specs: dict[str, Any], config: Any, seed: int) -> Any:
     kw = {k: c[k] for k in ("mode", "max_new_tokens", "max_seq_len", "temperature")}
     kw["enable_thinking"] = c["enable_thinking"]
     if c["lora_rank"] > 0:
+        if c["engine"] == "vllm":
+            from policies.engine import VLLMEngine
+
+            kw["engine"] = VLLMEngine(c["engine_url"], model=c["model"])
         return _build_lora(specs, c, seed, kw)
     shared = load_model(c["model"], c["dtype"], seed) if c["shared"] else None
     pols = {}

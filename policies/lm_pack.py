@@ -177,10 +177,16 @@ def pack(traj: Any, pad_id: int) -> TokenBatch:
 
 
 def token_logprobs(
-    base: nn.Module, head: nn.Module, batch: TokenBatch, temperature: float
+    base: nn.Module,
+    head: nn.Module,
+    batch: TokenBatch,
+    temperature: float,
+    entropy_grad: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs and entropies ``(num_rows, seq_len)`` float32 of a packed batch under the
-    current parameters (with gradient). Forced and padding tokens get 0."""
+    current parameters (with gradient; the entropies only with ``entropy_grad``: without an
+    entropy bonus they are a logged metric, and their backward over the vocabulary is about 40%
+    of the head's cost). Forced and padding tokens get 0."""
     d = batch.data
     dev = head.weight.device
     n, t_max = batch.logp_old.shape
@@ -224,13 +230,15 @@ def token_logprobs(
         if choice:
             cand = d["allowed"][sel].long().to(dev)
             valid = (torch.arange(cand.shape[1])[None] < d["allowed_n"][sel, None]).to(dev)
-            lp_t, ent_t = _scores(head, h, d["tok_choice"][sel].to(dev), temp, cand, valid)
+            lp_t, ent_t = _scores(
+                head, h, d["tok_choice"][sel].to(dev), temp, cand, valid, entropy_grad
+            )
         else:  # full-vocabulary rows in chunks, recomputed in backward: (chunk, V) at a time
             target = d["tok_ids"][sel].to(dev)
             step = max(1, VOCAB_CHUNK // int(head.weight.shape[0]))
             parts = [
                 checkpoint(_scores, head, h[i : i + step], target[i : i + step], temp,
-                           use_reentrant=False)
+                           None, None, entropy_grad, use_reentrant=False)
                 if torch.is_grad_enabled()
                 else _scores(head, h[i : i + step], target[i : i + step], temp)
                 for i in range(0, len(h), step)
@@ -252,6 +260,7 @@ def _scores(
     temp: float,
     cand: torch.Tensor | None = None,
     valid: torch.Tensor | None = None,
+    entropy_grad: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs of ``target (n,)`` and entropies, ``(n,)`` each, of hidden states ``h (n, H)``
     at temperature ``temp``: over the vocabulary, or over ``cand (n, A)`` where ``valid``."""
@@ -260,4 +269,9 @@ def _scores(
     if valid is not None:
         logits = logits.masked_fill(~valid, MASKED)
     lp = torch.log_softmax(logits, dim=-1)
-    return lp.gather(1, target[:, None]).squeeze(1), -(lp.exp() * lp).sum(-1)
+    if entropy_grad:
+        return lp.gather(1, target[:, None]).squeeze(1), -(lp.exp() * lp).sum(-1)
+    with torch.no_grad():
+        d = lp.detach()
+        ent = -(d.exp() * d).sum(-1)
+    return lp.gather(1, target[:, None]).squeeze(1), ent

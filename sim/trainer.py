@@ -16,13 +16,28 @@ Every variant of DESIGN §3.6 is a real code path: ``main_only`` freezes the spe
 on ragged sub groups, ``async_queue`` trains the specialists from a FIFO of past sub trajectories
 with ``queue_window`` groups, ``gated_reward`` switches the sub reward form, ``shared_policy``
 builds one module for all roles.
+
+**Rollout engine** (``policy.engine = "vllm"``, :mod:`policies.lm_engine`): the policies sample
+on a vLLM server with each role's LoRA adapter. The learner checks the server at construction
+and pushes every role's adapter to it (saved as a PEFT folder under :attr:`Learner.adapter_dir`,
+a fresh ``mgrpo-adapters-*`` directory in the system temp dir, ``$TMPDIR``, which the server must
+be able to read; removed with the learner), again after ``init_from``/a resume and after each
+update of a role. Each step, right after a role's rows are prepared (before the async queue and
+any update), the trainer recomputes their old log-probs (``LMPolicy.rescore``): the update's
+ratio is taken against them and each token's advantage is weighted by the truncated importance
+weight ``min(pi_old / pi_engine, policy.is_cap)``; ``<role>/rollout_logp_diff`` is then the
+largest engine/trainer log-prob gap, with ``<role>/is_weight_mean`` and ``<role>/is_clip_frac``
+(share of tokens at the cap).
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import shutil
+import tempfile
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -35,7 +50,14 @@ import envs  # noqa: F401  (registers the mgrpo/ ids)
 from policies import RoleSpec, build_policies
 from sim.config import TrainConfig
 from sim.rollout import collect_rollouts
-from sim.update import Prepared, TrainingError, prepare_main, prepare_sub, role_entropy
+from sim.update import (
+    Prepared,
+    TrainingError,
+    engine_correction,
+    prepare_main,
+    prepare_sub,
+    role_entropy,
+)
 from sim.update import update_role as _update_role
 
 __all__ = ["HELDOUT", "Learner", "TrainingError", "make_env"]
@@ -116,6 +138,9 @@ class Learner:
             specs[r] = RoleSpec(obs_space, act_space, self.env.sub_tasks[r].text)
         built = build_policies(cfg.policy.kind, specs, cfg.policy, cfg.seed)
         self.policies: dict[str, Any] = built.policies
+        for p in self.policies.values():  # without an entropy bonus entropy is only logged
+            if hasattr(p, "entropy_grad"):
+                p.entropy_grad = cfg.loss.entropy_coef > 0
         self.shared_module = built.shared_module
         for role, (sd, source) in (role_params or {}).items():
             self.load_role(role, sd, source)
@@ -142,6 +167,20 @@ class Learner:
         self.step = 0
         self.oracle_success: float | None = None
         self.last_prepared: dict[str, Prepared] = {}
+
+        # -- rollout engine: check the server, push every role's adapter ---------------------
+        self.engine = next(
+            (e for p in self.policies.values() if (e := getattr(p, "engine", None)) is not None),
+            None,
+        )
+        self.adapter_dir: str | None = None
+        self._adapter_pushes = 0
+        self._adapter_folders: dict[str, str] = {}
+        if self.engine is not None:
+            self.engine.check()
+            self.adapter_dir = tempfile.mkdtemp(prefix="mgrpo-adapters-")
+            weakref.finalize(self, shutil.rmtree, self.adapter_dir, True)
+            self.sync_engine()
 
     # ------------------------------------------------------------------ one step
     def train_step(self, on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -176,10 +215,13 @@ class Learner:
         # rewards, alignment, advantages
         progress("advantages")
         metrics: dict[str, Any] = {"step": step + 1, "samples": (step + 1) * B * K}
-        prepared = {"main": prepare_main(cfg, batch, self.policies["main"], step, metrics)}
+        gaps: dict[str, float] = {}  # engine roles: the engine/trainer log-prob gap
+        main = prepare_main(cfg, batch, self.policies["main"], step, metrics)
+        prepared = {"main": self._rescored("main", main, metrics, gaps)}
         self.last_prepared = prepared  # for inspection (tests, notebooks)
         for r_i, role in enumerate(self.roles):
             prep = prepare_sub(cfg, batch, role, r_i, self.policies[role], step, metrics)
+            prep = self._rescored(role, prep, metrics, gaps)
             if cfg.algo.queue_lag > 0:  # async: train on the data of `queue_lag` steps ago
                 self.queue[role].append(prep)
                 prep = (
@@ -222,8 +264,12 @@ class Learner:
                     self.ref.get(role),
                     on_progress,
                 )
+                if getattr(self.policies[role], "engine", None) is not None:
+                    self._push(role)  # the server samples the next step with the new adapter
             elif p is not None and len(p) > 0:
                 m |= role_entropy(p, self.policies[role])
+            if role in gaps:  # recomputed logp_old: the update's own diff would be ~0
+                m["rollout_logp_diff"] = gaps[role]
             for k, v in m.items():
                 metrics[f"{role}/{k}"] = v
         t3 = time.perf_counter()
@@ -240,6 +286,44 @@ class Learner:
         metrics["time/env_steps"] = batch.env_steps
         _check_metrics(metrics, step, self.policies)
         return metrics
+
+    # ------------------------------------------------------------------ rollout engine
+    def _rescored(
+        self, role: str, prep: Prepared | None, metrics: dict[str, Any], gaps: dict[str, float]
+    ) -> Prepared | None:
+        """``prep`` with the trainer's old log-probs and importance weights when ``role``
+        samples on an engine (logs ``is_weight_mean``, ``is_clip_frac``), else ``prep``."""
+        policy = self.policies[role]
+        if prep is None or len(prep) == 0 or getattr(policy, "engine", None) is None:
+            return prep
+        prep, em = engine_correction(prep, policy, self.cfg.policy.is_cap)
+        gaps[role] = em.pop("rollout_logp_diff")
+        for k, v in em.items():
+            metrics[f"{role}/{k}"] = v
+        return prep
+
+    def sync_engine(self) -> None:
+        """Push every engine role's adapter to the server (at start, after ``init_from`` or
+        a resume changed the parameters)."""
+        if self.engine is None:
+            return
+        for role, p in self.policies.items():
+            if getattr(p, "engine", None) is not None:
+                self._push(role)
+
+    def _push(self, role: str) -> None:
+        """Save ``role``'s adapter to a new folder under :attr:`adapter_dir`, load it on the
+        server, and remove the role's previous folder."""
+        from policies.lm_engine import push_adapter
+
+        assert self.adapter_dir is not None
+        self._adapter_pushes += 1
+        folder = f"{self.adapter_dir}/{role}-{self._adapter_pushes:06d}"
+        push_adapter(self.policies[role], folder)
+        old = self._adapter_folders.get(role)
+        self._adapter_folders[role] = folder
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict[str, float]:
@@ -341,6 +425,7 @@ class Learner:
         self.oracle_success = st["oracle_success"]
         for rng, s in zip(self.env._rngs, st["env_rngs"], strict=False):
             rng.bit_generator.state = s
+        self.sync_engine()
 
     def load_role(self, role: str, state_dict: dict, source: str) -> None:
         """Load ``role``'s policy parameters (``roles.<role>.init_from``)."""
@@ -353,3 +438,5 @@ class Learner:
             self.policies[role].load_state_dict(state_dict)
         except RuntimeError as e:
             raise ValueError(f"roles.{role}.init_from: incompatible policy in {source}: {e}") from e
+        if getattr(self, "adapter_dir", None) is not None:  # after construction: re-push
+            self._push(role)

@@ -4,6 +4,9 @@
   one role, packed into the policy's training tensors (:class:`Prepared`).
 * :func:`update_role`: ``mu`` epochs over minibatches of a role's prepared rows with its
   optimizer; :func:`role_entropy` for a frozen role.
+* :func:`engine_correction`: rows sampled on a rollout engine get the trainer's own old
+  log-probs and per-token truncated importance weights (``TokenBatch.data["is_weight"]``), which
+  :func:`update_role` multiplies into the advantages.
 
 Sub-agent advantage groupings are selected by name from :data:`SUB_ADVANTAGES` (a registry).
 Everything here is a pure function of its arguments (the config, the batch, the policies and
@@ -34,6 +37,7 @@ __all__ = [
     "Prepared",
     "TrainingError",
     "check_tensor",
+    "engine_correction",
     "fail",
     "prepare_main",
     "prepare_sub",
@@ -284,6 +288,23 @@ def prepare_sub(
     return Prepared(tokens, adv.float(), a.weight.float(), r, version)
 
 
+# ---------------------------------------------------------------------- engine rows
+def engine_correction(p: Prepared, policy: Any, cap: float) -> tuple[Prepared, dict[str, float]]:
+    """Rows sampled on a rollout engine, rescored by ``policy.rescore`` (the trainer's old
+    log-probs, ``data["is_weight"]``), and the metrics ``rollout_logp_diff`` (largest
+    |trainer - engine| log-prob), ``is_weight_mean`` (over sampled tokens) and
+    ``is_clip_frac`` (share of sampled tokens whose weight is at ``cap``); the weight metrics
+    are left out when no token was sampled."""
+    tokens, gap = policy.rescore(p.tokens, cap)
+    out = {"rollout_logp_diff": gap}
+    on = tokens.mask > 0
+    if bool(on.any()):
+        w = tokens.data["is_weight"][on]
+        out["is_weight_mean"] = float(w.mean())
+        out["is_clip_frac"] = float((w >= float(cap)).float().mean())
+    return Prepared(tokens, p.adv, p.weight, p.rewards, p.version), out
+
+
 # ---------------------------------------------------------------------- update
 def update_role(
     cfg: Any,
@@ -308,6 +329,9 @@ def update_role(
     over the sampled tokens of the first minibatch of the first epoch (scored before any
     optimizer step, so it measures how exactly the policy recomputes what it sampled: ~0 for an
     in-process sampler), and ``tokens``: the sampled tokens of ``p`` (mask sum).
+
+    Rows with per-token importance weights (``p.tokens.data["is_weight"]``, from
+    :func:`engine_correction`) have their advantages multiplied by them, token by token.
     """
     params = [q for g in optimizer.param_groups for q in g["params"]]
     n = len(p)
@@ -330,11 +354,15 @@ def update_role(
             if cfg.loss.kl_coef > 0:
                 with torch.no_grad():
                     ref_logp = ref.token_logprobs(b_tokens)[0]
+            adv = p.adv[mb]
+            is_weight = b_tokens.data.get("is_weight")
+            if is_weight is not None:  # engine rollouts: truncated importance weights per token
+                adv = adv[:, None] * is_weight.to(adv.device, adv.dtype)
             try:
                 loss, st = policy_loss(
                     logp,
                     b_tokens.logp_old,
-                    p.adv[mb],
+                    adv,
                     b_tokens.mask,
                     eps_low=cfg.loss.eps_low,
                     eps_high=cfg.loss.eps_high,

@@ -11,9 +11,10 @@ Two modes:
   ``torch.multinomial`` over ``softmax(logits / temperature)`` (greedy at temperature 0), one full
   forward per token, from a ``torch.Generator`` seeded with the request's ``seed``, and returns
   the log-probs of that tempered distribution (vLLM's ``processed_logprobs``). A loaded "adapter"
-  is a copy of the model with a ``torch.save``-d state dict (the request's ``lora_path``) loaded
-  into it, so an update visibly changes what the adapter's name samples. (vLLM reads a PEFT
-  adapter folder instead.)
+  is a copy of the model with the request's ``lora_path`` applied: a PEFT adapter folder (holding
+  ``adapter_config.json``, as vLLM reads it) merged into the copy with ``peft``, or a
+  ``torch.save``-d full state dict loaded into it, so an update visibly changes what the
+  adapter's name samples.
 * **scripted** (``FakeVLLM(scripted=[(ids, logps), ...])``): choice ``i`` returns the scripted
   pair ``i % len(scripted)``, whatever the prompt.
 
@@ -181,9 +182,16 @@ class FakeVLLM:
         model = None
         if self.model is not None:
             try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
                 model = copy.deepcopy(self.model)
-                model.load_state_dict(state, strict=True)
+                if os.path.isdir(path):  # a PEFT adapter folder, as vLLM reads it
+                    from peft import PeftModel
+
+                    if not os.path.isfile(os.path.join(path, "adapter_config.json")):
+                        raise ValueError(f"no adapter_config.json in {path}")
+                    model = PeftModel.from_pretrained(model, path).merge_and_unload()
+                else:
+                    state = torch.load(path, map_location="cpu", weights_only=True)
+                    model.load_state_dict(state, strict=True)
             except Exception as e:  # noqa: BLE001 - the server reports any failure
                 raise _HTTPError(400, f"Loading lora {name} failed: {e}") from None
             model.eval()
@@ -287,7 +295,8 @@ class FakeVLLM:
         ids: list[int] = []
         lps: list[float] = []
         for _ in range(max_tokens):
-            logits = model(input_ids=torch.tensor([seq])).logits[0, -1].float()
+            out = model(input_ids=torch.tensor([seq]), logits_to_keep=1)  # the last position
+            logits = out.logits[0, -1].float()
             if temp == 0:
                 lp = torch.log_softmax(logits, dim=-1)
                 tok = int(lp.argmax())
