@@ -33,6 +33,7 @@ largest engine/trainer log-prob gap, with ``<role>/is_weight_mean`` and ``<role>
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import shutil
 import tempfile
@@ -79,6 +80,12 @@ def make_env(cfg: TrainConfig, num_envs: int, *, flat: bool | None = None) -> An
         **kwargs,
     )
     return getattr(vec, "unwrapped", vec)
+
+
+def _role_seed(seed: int, role: str) -> int:
+    """A stable 63-bit seed of (run seed, role name) (no Python ``hash``: it is salted)."""
+    digest = hashlib.sha256(f"{seed}/{role}/update".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def _reference(policy: Any) -> Any:
@@ -162,7 +169,11 @@ class Learner:
         self.ref = (
             {r: _reference(p) for r, p in self.policies.items()} if cfg.loss.kl_coef > 0 else {}
         )
-        self.update_gen = torch.Generator().manual_seed(cfg.seed + 12345)
+        # each role's minibatch permutations from its own generator, seeded by (seed, role), so
+        # a role's numbers do not depend on the order of updates (split trainers, issue 13)
+        self.update_gens = {
+            r: torch.Generator().manual_seed(_role_seed(cfg.seed, r)) for r in specs
+        }
         self.queue: dict[str, deque] = {r: deque() for r in self.roles}
         self.step = 0
         self.oracle_success: float | None = None
@@ -259,7 +270,7 @@ class Learner:
                     p,
                     self.policies[role],
                     opt,
-                    self.update_gen,
+                    self.update_gens[role],
                     step,
                     self.ref.get(role),
                     on_progress,
@@ -404,7 +415,7 @@ class Learner:
             "policies": {r: p.state_dict() for r, p in self.policies.items()},
             "generators": {r: p.generator.get_state() for r, p in self.policies.items()},
             "optims": {k: o.state_dict() for k, o in self.optims.items()},
-            "update_gen": self.update_gen.get_state(),
+            "update_gens": {r: g.get_state() for r, g in self.update_gens.items()},
             "queue": {r: list(q) for r, q in self.queue.items()},
             "oracle_success": self.oracle_success,
             "env_rngs": [r.bit_generator.state for r in self.env._rngs],
@@ -420,7 +431,13 @@ class Learner:
             self.policies[r].generator.set_state(st["generators"][r])
         for k, sd in st["optims"].items():
             self.optims[k].load_state_dict(sd)
-        self.update_gen.set_state(st["update_gen"])
+        if "update_gens" not in st:
+            raise ValueError(
+                "the checkpoint predates per-role update generators (one generator for all "
+                "roles): it cannot be resumed exactly by this version; retrain the run"
+            )
+        for r, g in st["update_gens"].items():
+            self.update_gens[r].set_state(g)
         self.queue = {r: deque(q) for r, q in st["queue"].items()}
         self.oracle_success = st["oracle_success"]
         for rng, s in zip(self.env._rngs, st["env_rngs"], strict=False):
