@@ -16,6 +16,7 @@ run, 130 interrupted (a checkpoint is written first).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -149,6 +150,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(config_table(cfg))
         print(f"run dir: {run_dir}")
+    if cfg.policy.kind == "lm" and not args.quiet:  # the memory plan, before any weights load
+        from experiments.plan import memory_plan
+
+        try:
+            print(memory_plan(cfg, gpus=int(os.environ.get("WORLD_SIZE", "1"))).table())
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     _say(args, "loading torch and building envs and policies ...")
     from experiments.run import Trainer, TrainingError
 
