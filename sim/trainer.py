@@ -38,6 +38,7 @@ import math
 import shutil
 import tempfile
 import time
+import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -431,12 +432,13 @@ class Learner:
             self.policies[r].generator.set_state(st["generators"][r])
         for k, sd in st["optims"].items():
             self.optims[k].load_state_dict(sd)
-        if "update_gens" not in st:
-            raise ValueError(
-                "the checkpoint predates per-role update generators (one generator for all "
-                "roles): it cannot be resumed exactly by this version; retrain the run"
+        if "update_gens" not in st:  # an older checkpoint: one generator for all roles
+            warnings.warn(
+                "the checkpoint predates per-role update generators: its minibatch order "
+                "cannot be restored, so a resumed run will not reproduce an uninterrupted one",
+                stacklevel=2,
             )
-        for r, g in st["update_gens"].items():
+        for r, g in st.get("update_gens", {}).items():
             self.update_gens[r].set_state(g)
         self.queue = {r: deque(q) for r, q in st["queue"].items()}
         self.oracle_success = st["oracle_success"]
