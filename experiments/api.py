@@ -271,7 +271,7 @@ def evaluate(run: Any, n: int = 2000, *, seed: int = 0, greedy: bool = True) -> 
     evaluating changes neither the run's files nor its training trajectory.
     """
     from envs.baselines import wilson
-    from sim.rollout import collect_rollouts
+    from sim.rollout import collect_rollouts, own_streams
     from sim.trainer import make_env
 
     if isinstance(run, str | Path):
@@ -288,34 +288,30 @@ def evaluate(run: Any, n: int = 2000, *, seed: int = 0, greedy: bool = True) -> 
 
     queries = HELDOUT + seed * n + np.arange(n, dtype=np.int64)
     seeds = [seed * n + i for i in range(n)]
-    saved = {r: p.generator.get_state() for r, p in policies.items()}
-    for i, p in enumerate(policies.values()):
-        p.generator.manual_seed(seed * 1_000_003 + 7_654_321 + i)
     envs: dict[int, Any] = {}
     parts = []
     try:
-        for lo in range(0, n, EVAL_CHUNK):
-            hi = min(lo + EVAL_CHUNK, n)
-            m = hi - lo
-            if m not in envs:
-                envs[m] = make_env(cfg, m)
-            env = envs[m]
-            subs = {r: policies[r] for r in env.subagent_roles}
-            parts.append(
-                collect_rollouts(
-                    env,
-                    policies["main"],
-                    subs,
-                    queries[lo:hi],
-                    1,
-                    seeds[lo:hi],
-                    greedy=greedy,
-                    record_subs=False,
+        with own_streams(policies, seed * 1_000_003 + 7_654_321):
+            for lo in range(0, n, EVAL_CHUNK):
+                hi = min(lo + EVAL_CHUNK, n)
+                m = hi - lo
+                if m not in envs:
+                    envs[m] = make_env(cfg, m)
+                env = envs[m]
+                subs = {r: policies[r] for r in env.subagent_roles}
+                parts.append(
+                    collect_rollouts(
+                        env,
+                        policies["main"],
+                        subs,
+                        queries[lo:hi],
+                        1,
+                        seeds[lo:hi],
+                        greedy=greedy,
+                        record_subs=False,
+                    )
                 )
-            )
     finally:
-        for r, p in policies.items():
-            p.generator.set_state(saved[r])
         for env in envs.values():
             env.close()
 

@@ -79,6 +79,7 @@ def transcript(
     Raises ``ValueError`` for a role the run does not have or a negative episode.
     """
     from experiments.api import load_run
+    from sim.rollout import own_streams
     from sim.trainer import make_env
 
     if isinstance(run, str | Path):
@@ -90,17 +91,13 @@ def transcript(
     if role is not None and role not in policies:
         raise ValueError(f"role {role!r} is not a role of this run; roles: {list(policies)}")
     env = make_env(cfg, 1)
-    saved = {r: p.generator.get_state() for r, p in policies.items()}
-    for i, p in enumerate(policies.values()):
-        p.generator.manual_seed(int(episode) * 1_000_003 + 7_654_321 + i)
     subs = {r: policies[r] for r in env.subagent_roles}
     for r, p in subs.items():
         env.set_subagent(r, lambda obs, p=p: _act(p, obs, greedy))
     try:
-        return _play(env, policies["main"], subs, int(episode), role, greedy, cfg)
+        with own_streams(policies, int(episode) * 1_000_003 + 7_654_321):
+            return _play(env, policies["main"], subs, int(episode), role, greedy, cfg)
     finally:
-        for r, p in policies.items():
-            p.generator.set_state(saved[r])
         env.close()
 
 

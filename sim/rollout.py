@@ -7,6 +7,8 @@ the episode outcomes the rewards need. Nothing here depends on the policy kind.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,6 +129,21 @@ def _main_act(policy: Any, obs: dict, active: np.ndarray, n: int, greedy: bool):
     h = np.full(n, -1, dtype=np.int64)
     a[active], lp[active], h[active] = a_, lp_, h_
     return a, lp, h
+
+
+@contextmanager
+def own_streams(policies: dict[str, Any], base: int) -> Iterator[None]:
+    """Sample from streams of their own: policy ``i`` (in ``policies`` order) is reseeded with
+    ``base + i`` inside the block and its generator restored after, so evaluation or
+    inspection never changes a training trajectory."""
+    saved = {r: p.generator.get_state() for r, p in policies.items()}
+    for i, p in enumerate(policies.values()):
+        p.generator.manual_seed(int(base) + i)
+    try:
+        yield
+    finally:
+        for r, p in policies.items():
+            p.generator.set_state(saved[r])
 
 
 def collect_rollouts(

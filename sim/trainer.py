@@ -51,7 +51,7 @@ import torch
 import envs  # noqa: F401  (registers the mgrpo/ ids)
 from policies import RoleSpec, build_policies
 from sim.config import TrainConfig
-from sim.rollout import collect_rollouts
+from sim.rollout import collect_rollouts, own_streams
 from sim.update import (
     Prepared,
     TrainingError,
@@ -351,15 +351,8 @@ class Learner:
         queries = HELDOUT + cfg.seed * n + np.arange(n, dtype=np.int64)
         seeds = [HELDOUT // 2 + i for i in range(n)]
         # evaluation samples from its own streams, so it never changes the training trajectory
-        saved = {r: p.generator.get_state() for r, p in self.policies.items()}
-        for i, p in enumerate(self.policies.values()):
-            p.generator.manual_seed(cfg.seed * 1_000_003 + self.step * 101 + i)
-        try:
-            out = self._evaluate(queries, seeds)
-        finally:
-            for r, p in self.policies.items():
-                p.generator.set_state(saved[r])
-        return out
+        with own_streams(self.policies, cfg.seed * 1_000_003 + self.step * 101):
+            return self._evaluate(queries, seeds)
 
     def _evaluate(self, queries: np.ndarray, seeds: list[int]) -> dict[str, float]:
         out: dict[str, float] = {}

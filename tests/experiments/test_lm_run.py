@@ -30,7 +30,8 @@ def _strip_time(rows):
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _restore_threads():
+    """The trainer sets torch's threads from the config (``threads = 1``); put them back."""
     n = torch.get_num_threads()
     yield
     torch.set_num_threads(n)

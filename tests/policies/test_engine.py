@@ -19,14 +19,6 @@ STOP = 3
 PROMPTS = [[5, 9, 11, 20], [7, 7, 30], [5, 9, 11, 20]]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def model():
     return tiny_qwen3(vocab_size=VOCAB, seed=0)

@@ -42,14 +42,6 @@ LM = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """A tiny Qwen3 written by save_pretrained with the real tokenizer (policy.model)."""

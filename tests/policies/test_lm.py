@@ -56,16 +56,6 @@ def _texts(face) -> list[str]:
     return sorted(set(out)) if n else out
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models: torch's 2 OpenMP threads spin against the other busy core (40x slower on
-    this 2-core machine under load), so this module runs on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def world():
     vec = _vec()

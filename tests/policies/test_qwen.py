@@ -19,15 +19,6 @@ from sim import policy_loss
 from sim.records import Trajectories
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """See tests/policies/test_lm.py: tiny models run faster on one thread here."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def species():
     vec = gym.make_vec(
