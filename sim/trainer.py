@@ -51,7 +51,7 @@ import torch
 import envs  # noqa: F401  (registers the mgrpo/ ids)
 from policies import RoleSpec, build_policies
 from sim.config import TrainConfig
-from sim.rollout import collect_rollouts, own_streams
+from sim.rollout import RolloutBatch, collect_rollouts, own_streams
 from sim.update import (
     Prepared,
     TrainingError,
@@ -205,33 +205,67 @@ class Learner:
         and the quantity. ``on_progress(phase)``, when given, is called as the step enters each
         phase (``"rollout"``, ``"advantages"``, ``"update ROLE epoch e/mu"``, ``"eval"``); it
         must be cheap (the shell shows the phase of a slow step).
+
+        The phases are public so that split trainers (one process per role,
+        :mod:`experiments.split`) run the same code: :meth:`rollout`, :meth:`prepare`,
+        :meth:`update`, :meth:`finish_step`.
         """
+        progress = on_progress or _no_progress
+        roles = ("main", *self.roles)
+        t0 = time.perf_counter()
+        progress("rollout")
+        batch = self.rollout()
+        t1 = time.perf_counter()
+        progress("advantages")
+        metrics = self.step_header()
+        gaps: dict[str, float] = {}  # engine roles: the engine/trainer log-prob gap
+        prepared = self.prepare(batch, roles, metrics, gaps)
+        self.last_prepared = prepared  # for inspection (tests, notebooks)
+        t2 = time.perf_counter()
+        self.update(prepared, roles, metrics, gaps, on_progress)
+        t3 = time.perf_counter()
+        return self.finish_step(metrics, (t0, t1, t2, t3), batch.env_steps, progress)
+
+    def step_header(self) -> dict[str, Any]:
+        """The first keys of this step's metrics row: ``step`` (updates done after it, from 1)
+        and ``samples`` (episodes so far)."""
+        B, K = self.cfg.algo.queries_per_step, self.cfg.algo.group_size
+        return {"step": self.step + 1, "samples": (self.step + 1) * B * K}
+
+    def rollout(self) -> RolloutBatch:
+        """Phase 1: this step's B queries x K rollouts of the whole system (every role acts with
+        its current parameters; the sub-agents' records are kept for their updates)."""
         cfg, step = self.cfg, self.step
         B, K = cfg.algo.queries_per_step, cfg.algo.group_size
-        t0 = time.perf_counter()
-        progress = on_progress or _no_progress
-
-        # rollout
-        progress("rollout")
         rng = np.random.default_rng([cfg.seed, step, 1])
         queries = rng.integers(0, HELDOUT, B, dtype=np.int64)
         seeds = rng.integers(0, 2**31, B * K).tolist()
         for p in self.policies.values():  # records of earlier steps are packed already
             getattr(p, "clear_records", _no_records)()
         subs = {r: self.policies[r] for r in self.roles}
-        batch = collect_rollouts(
+        return collect_rollouts(
             self.env, self.policies["main"], subs, queries, K, seeds, version=step
         )
-        t1 = time.perf_counter()
 
-        # rewards, alignment, advantages
-        progress("advantages")
-        metrics: dict[str, Any] = {"step": step + 1, "samples": (step + 1) * B * K}
-        gaps: dict[str, float] = {}  # engine roles: the engine/trainer log-prob gap
-        main = prepare_main(cfg, batch, self.policies["main"], step, metrics)
-        prepared = {"main": self._rescored("main", main, metrics, gaps)}
-        self.last_prepared = prepared  # for inspection (tests, notebooks)
+    def prepare(
+        self,
+        batch: RolloutBatch,
+        roles: tuple[str, ...],
+        metrics: dict[str, Any],
+        gaps: dict[str, float],
+    ) -> dict[str, Prepared]:
+        """Phase 2 for ``roles``: rewards, alignment and advantages (``prepare_main`` /
+        ``prepare_sub``; engine roles rescored; the async queue of ``queue_lag`` steps). Logs
+        the roles' reward keys into ``metrics``; returns role -> the rows to train on (a role
+        with nothing to train this step is left out)."""
+        cfg, step = self.cfg, self.step
+        prepared: dict[str, Prepared] = {}
+        if "main" in roles:
+            main = prepare_main(cfg, batch, self.policies["main"], step, metrics)
+            prepared["main"] = self._rescored("main", main, metrics, gaps)
         for r_i, role in enumerate(self.roles):
+            if role not in roles:
+                continue
             prep = prepare_sub(cfg, batch, role, r_i, self.policies[role], step, metrics)
             prep = self._rescored(role, prep, metrics, gaps)
             if cfg.algo.queue_lag > 0:  # async: train on the data of `queue_lag` steps ago
@@ -244,10 +278,22 @@ class Learner:
             if prep is not None:
                 prepared[role] = prep
                 metrics[f"{role}/data_lag"] = float(step - prep.version.float().mean())
-        t2 = time.perf_counter()
+        return prepared
 
-        # update
-        for role in ("main", *self.roles):
+    def update(
+        self,
+        prepared: dict[str, Prepared],
+        roles: tuple[str, ...],
+        metrics: dict[str, Any],
+        gaps: dict[str, float],
+        on_progress: Callable[[str], None] | None = None,
+    ) -> None:
+        """Phase 3 for ``roles``: each trainable role's ``mu`` epochs over minibatches with its
+        own optimizer and minibatch generator (a frozen role logs its entropy only); logs
+        ``<role>/rows``, ``loss``, ``clip_frac_*``, ``approx_kl``, ``entropy``, ``grad_norm``,
+        ``rollout_logp_diff``, ``tokens``."""
+        cfg, step = self.cfg, self.step
+        for role in roles:
             m = dict.fromkeys(
                 (
                     "loss",
@@ -284,20 +330,36 @@ class Learner:
                 m["rollout_logp_diff"] = gaps[role]
             for k, v in m.items():
                 metrics[f"{role}/{k}"] = v
-        t3 = time.perf_counter()
 
-        # logging
+    def finish_step(
+        self,
+        metrics: dict[str, Any],
+        times: tuple[float, float, float, float],
+        env_steps: int,
+        progress: Callable[[str], None] = _no_progress,
+        evaluate: bool = True,
+    ) -> dict[str, Any]:
+        """Phase 4: count the step, evaluate when due (``evaluate=False``: the caller does),
+        add the ``time/*`` keys (``times`` = perf_counter at rollout, advantages, update and
+        update end) and check that every value is finite; returns ``metrics``."""
+        t0, t1, t2, t3 = times
+        step = self.step
         self.step += 1
-        if self.step % cfg.eval.every == 0 or self.step in (1, cfg.steps):
+        if evaluate and self.eval_due():
             progress("eval")
             metrics |= self.evaluate()
         metrics["time/rollout_s"] = t1 - t0
         metrics["time/adv_s"] = t2 - t1
         metrics["time/update_s"] = t3 - t2
         metrics["time/step_s"] = time.perf_counter() - t0
-        metrics["time/env_steps"] = batch.env_steps
+        metrics["time/env_steps"] = env_steps
         _check_metrics(metrics, step, self.policies)
         return metrics
+
+    def eval_due(self) -> bool:
+        """Whether the step just counted is an evaluation step (every ``eval.every``, the
+        first and the last)."""
+        return self.step % self.cfg.eval.every == 0 or self.step in (1, self.cfg.steps)
 
     # ------------------------------------------------------------------ rollout engine
     def _rescored(
