@@ -2,6 +2,7 @@
 run, 130 interrupted (a checkpoint is written first).
 
     mgrpo train CONFIG [--set key=value ...] [--out DIR] [--resume] [--tensorboard]
+                [--role NAME ... --storage URL [--run-id ID] [--wait-timeout S]]
     mgrpo ablate CONFIG --variants a,b --seeds N --workers W --out DIR
     mgrpo sweep CONFIG --trials N --study NAME [--storage URL] --workers W
     mgrpo plot RUN_DIR... [--out DIR]
@@ -19,6 +20,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from experiments import ablate, check_math, evaluate_cmd, plan, report, show
 from experiments.config import ConfigError
@@ -158,6 +160,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+    split = _split_options(args, run_dir)
     _say(args, "loading torch and building envs and policies ...")
     from experiments.run import Trainer, TrainingError
 
@@ -169,11 +172,18 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             tensorboard=args.tensorboard,
             config_text=dump_toml(cfg),
+            split=split,
         )
     except ConfigError:  # RunDirError: the directory is in use or holds another run's files
         raise
-    except ValueError as e:  # roles.<name>.init_from, a checkpoint that does not fit
+    except ValueError as e:  # roles.<name>.init_from, a checkpoint that does not fit, --role
         raise ConfigError([str(e).splitlines()[0]]) from e
+    except Exception as e:  # the store: unreachable, another schema or config, a held role
+        from experiments.store import StoreError
+
+        if isinstance(e, StoreError):
+            raise ConfigError([str(e).splitlines()[0]]) from e
+        raise
     except (KeyError, RuntimeError, TypeError) as e:
         if not args.resume:
             raise
@@ -190,8 +200,55 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainingError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except Exception as e:  # a split run: the other side never came, or the store failed
+        from experiments.store import StoreError
+
+        if not isinstance(e, StoreError):
+            raise
+        print(
+            f"error: {e}\nthe last checkpoint of {run_dir} is kept; continue with: "
+            f"mgrpo train --resume --out {run_dir}",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        trainer.close()
     print(f"done: {run_dir}/metrics.jsonl")
     return 0
+
+
+def _split_options(args: argparse.Namespace, run_dir: Path) -> Any:
+    """The ``--role``/``--storage`` options (a resume without them reuses the run dir's
+    ``split.json``); None: every role in this process."""
+    import json
+
+    saved = run_dir / "split.json"
+    if args.resume and not args.storage and saved.is_file():
+        d = json.loads(saved.read_text())
+        args.storage, args.role = d["storage"], d["roles"]
+        args.run_id = args.run_id or d.get("run_id")
+        args.blob_dir = args.blob_dir or d.get("blob_dir")
+    if not args.role and not args.storage:
+        return None
+    if not args.storage:
+        raise ConfigError(["--role needs --storage URL (the store the roles' processes share)"])
+    if not args.role:
+        raise ConfigError(["--storage needs --role NAME (the roles this process runs)"])
+    if not args.wait_timeout > 0:
+        raise ConfigError([f"--wait-timeout {args.wait_timeout}: must be > 0 seconds"])
+    from experiments.split import SplitOptions
+
+    opts = SplitOptions(
+        storage=args.storage,
+        roles=tuple(dict.fromkeys(args.role)),
+        run_id=args.run_id,
+        wait_timeout=float(args.wait_timeout),
+        blob_dir=args.blob_dir,
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    d = {"storage": opts.storage, "roles": list(opts.roles), "run_id": opts.run_id}
+    saved.write_text(json.dumps(d | {"blob_dir": opts.blob_dir}, indent=1) + "\n")
+    return opts
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
@@ -230,6 +287,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--tensorboard",
         action="store_true",
         help="also write TensorBoard event files to RUN_DIR/tb",
+    )
+    t.add_argument(
+        "--role",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="split trainers: run only this role (main or a specialist; repeatable) and "
+        "exchange data with the other roles' processes through --storage",
+    )
+    t.add_argument(
+        "--storage",
+        metavar="URL",
+        help="store of a split run: sqlite:///PATH or postgresql+psycopg://USER@HOST/DB",
+    )
+    t.add_argument(
+        "--run-id",
+        help="the run's name in the store (default: a hash of the resolved config)",
+    )
+    t.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="seconds a split side waits for the other roles before it stops (default 600)",
+    )
+    t.add_argument(
+        "--blob-dir",
+        metavar="DIR",
+        help="directory for large published weights (default: in the database)",
     )
     t.set_defaults(func=cmd_train)
     ablate.add_parser(sub)

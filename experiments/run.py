@@ -20,6 +20,7 @@ From a notebook::
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -34,7 +35,9 @@ from experiments.checkpoint import (
     truncate_metrics,
 )
 from experiments.lock import RunDirError, RunDirLock, acquire_run_dir
+from experiments.split import SplitOptions
 from sim.config import TrainConfig
+from sim.distributed import init_ranks
 from sim.trainer import Learner, TrainingError
 
 __all__ = ["RunDirError", "Trainer", "TrainingError"]
@@ -111,6 +114,22 @@ class _PhaseTicker:
         self._thread.join()
 
 
+class _Follower:
+    """The run-directory lock of a rank other than 0 under a launcher: rank 0 holds the real
+    one (and alone writes config.toml, metrics and checkpoints)."""
+
+    held = True
+
+    def release(self) -> None:
+        pass
+
+    def __enter__(self) -> _Follower:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
 class Trainer:
     """Trains ``cfg`` into ``run_dir`` (the file-aware shell around :class:`Learner`).
 
@@ -125,6 +144,8 @@ class Trainer:
             ``experiments.config.dump_toml(cfg)``): written to ``run_dir/config.toml`` once the
             directory is locked (and, for a new run, compared with a ``config.toml`` already
             there).
+        split: run only some roles of the run, exchanging data with the other roles' processes
+            through a store (:mod:`experiments.split`); None: every role in this process.
 
     One writer per run directory: the trainer locks ``run_dir`` when it is made (before any
     work) and holds the lock until :meth:`train` returns or raises, :meth:`close` is called, or
@@ -139,7 +160,7 @@ class Trainer:
     reachable on the trainer too.
     """
 
-    _lock: RunDirLock | None = None
+    _lock: RunDirLock | _Follower | None = None
     progress_delay_s: float = 2.0
     """a step running longer than this shows its phase on the progress bar"""
 
@@ -152,6 +173,7 @@ class Trainer:
         progress: bool = True,
         tensorboard: bool = False,
         config_text: str | None = None,
+        split: SplitOptions | None = None,
     ) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -159,7 +181,12 @@ class Trainer:
             from experiments.config import dump_toml
 
             config_text = dump_toml(cfg)
-        self._lock = acquire_run_dir(self.run_dir, resume=resume, config_text=config_text)
+        self.ranks = init_ranks()  # under a launcher: rank 0 alone writes the run directory
+        self._lock = (
+            acquire_run_dir(self.run_dir, resume=resume, config_text=config_text)
+            if self.ranks.main
+            else _Follower()
+        )
         self.progress = progress
         self.tensorboard = tensorboard
         self._stop = False
@@ -172,7 +199,15 @@ class Trainer:
                 if (self.run_dir / CHECKPOINT).exists():
                     self.learner.load_state_dict(load_checkpoint(self.run_dir))
                     self._ckpt_step = self.learner.step
-                truncate_metrics(self.run_dir, self.learner.step)  # rows of completed updates
+                if self.ranks.main:
+                    truncate_metrics(self.run_dir, self.learner.step)  # rows of completed updates
+            self.side = None
+            if split is not None:
+                from experiments.config import dump_toml
+                from experiments.split import open_side
+
+                text = dump_toml(cfg)
+                self.side = open_side(self.learner, split, text, self.run_dir, self._say)
         except BaseException:
             self.close()
             raise
@@ -184,7 +219,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ public
     def close(self) -> None:
-        """Release the run directory (idempotent; :meth:`train` releases it when it ends)."""
+        """Release the run directory and, in a split run, the roles' claims (idempotent;
+        :meth:`train` releases the directory when it ends)."""
+        side = self.__dict__.get("side")
+        if side is not None:
+            side.close()
         if self._lock is not None:
             self._lock.release()
 
@@ -207,6 +246,8 @@ class Trainer:
         :class:`TrainingError` says which checkpoint of ``run_dir`` is left."""
         failed = self.learner.step + 1
         try:
+            if self.side is not None:
+                return self.side.train_step(on_progress)
             return self.learner.train_step(on_progress)
         except TrainingError as e:
             raise TrainingError(f"{e}; {self._checkpoint_note(failed)}") from e
@@ -229,12 +270,13 @@ class Trainer:
         bar = ticker = writer = None
         old_handler, installed = None, False
         try:
-            if self.progress:
+            if self.progress and self.ranks.main:
                 from tqdm import tqdm
 
                 bar = tqdm(total=cfg.steps, initial=lr.step, desc="train", unit="step")
                 ticker = _PhaseTicker(bar, self.progress_delay_s).__enter__()
-            if lr.oracle_success is None and cfg.eval.oracle_episodes > 0:
+            needs_oracle = self.side is None or self.side.needs_oracle
+            if lr.oracle_success is None and cfg.eval.oracle_episodes > 0 and needs_oracle:
                 if ticker is not None:
                     n = cfg.eval.oracle_episodes
                     ticker.begin("oracle reference", f"{n} held-out episodes")
@@ -244,8 +286,11 @@ class Trainer:
                     if bar is not None:
                         bar.write(msg)
 
-                lr.oracle_success = cached_oracle(cfg, lr.oracle, log)
-            if self.tensorboard:
+                main = self.ranks.main  # one computes (and caches) it, every rank gets it
+                lr.oracle_success = self.ranks.broadcast(
+                    cached_oracle(cfg, lr.oracle, log) if main else None
+                )
+            if self.tensorboard and self.ranks.main:
                 writer = _summary_writer(self.run_dir, lr.step)
             old_handler, installed = signal.getsignal(signal.SIGINT), True
             signal.signal(signal.SIGINT, self._on_sigint)
@@ -255,17 +300,22 @@ class Trainer:
                 row = self.train_step(ticker)
                 if ticker is not None:
                     ticker.end()
-                append_metrics(self.run_dir, row)
+                if self.ranks.main:
+                    append_metrics(self.run_dir, row)
                 if writer is not None:
                     for k, v in row.items():
                         if k != "step" and isinstance(v, int | float):
                             writer.add_scalar(k, v, row["step"])
                 last = lr.step == cfg.steps
+                self._stop = self.ranks.max(float(self._stop)) > 0  # a Ctrl-C seen by any rank
                 if lr.step % cfg.checkpoint_every == 0 or last or self._stop:
                     self.save()
                 if bar is not None:
                     bar.update(1)
-                    post = {"R_M": f"{row['main/reward_mean']:.3f}"}
+                    key = next((k for k in row if k.endswith("/reward_mean")), None)
+                    post = {key.replace("/reward_mean", ""): f"{row[key]:.3f}"} if key else {}
+                    if "main/reward_mean" in row:
+                        post = {"R_M": f"{row['main/reward_mean']:.3f}"}
                     if "eval/success_greedy" in row:
                         post["eval"] = f"{row['eval/success_greedy']:.2f}"
                     bar.set_postfix(post)
@@ -282,6 +332,15 @@ class Trainer:
                 bar.close()
         return self.run_dir
 
+    def _say(self, msg: str) -> None:
+        """A line for the user (a split side's wait messages), above the progress bar."""
+        if self.progress:
+            from tqdm import tqdm
+
+            tqdm.write(msg)
+        else:
+            print(msg, file=sys.stderr, flush=True)
+
     def _on_sigint(self, signum, frame) -> None:
         if self._stop:  # second Ctrl-C: stop now
             raise KeyboardInterrupt
@@ -293,7 +352,11 @@ class Trainer:
         return self.learner.state_dict()
 
     def save(self) -> Path:
-        """Write the checkpoint atomically; returns its path."""
-        path = save_checkpoint(self.run_dir, self.state())
+        """Write the checkpoint atomically; returns its path. With several processes every
+        rank calls it (the state is gathered from them) and rank 0 writes it."""
+        state = self.state()
+        path = self.run_dir / CHECKPOINT
+        if self.ranks.main:
+            path = save_checkpoint(self.run_dir, state)
         self._ckpt_step = self.learner.step
         return path

@@ -1,14 +1,17 @@
 """Fixtures and helpers of the experiments tests: tiny budgets, the ``mgrpo`` command (in a
-subprocess or in process), synthetic and real tiny run dirs."""
+subprocess or in process), synthetic and real tiny run dirs, a throwaway PostgreSQL server."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +135,38 @@ def ablation_dir(tmp_path_factory) -> Path:
         for seed in (0, 1):
             train_run(root / variant / f"s{seed}", variant=variant, seed=seed)
     return root
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _unavailable(reason: str) -> None:
+    """Skip, or under ``CI=true`` fail: CI must run the PostgreSQL tests (``.ci/run``
+    installs PostgreSQL with apt where it is missing)."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI=true requires PostgreSQL (.ci/run installs it with apt as root)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server on 127.0.0.1 (trust auth, fsync off), one per test
+    process, stopped after; skipped where none can start (failed under ``CI=true``)."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _unavailable("psycopg is not installed (the dev extra has it)")
+    from experiments.store.testing import PostgresUnavailable, throwaway_postgres
+
+    stack = ExitStack()
+    try:
+        url = stack.enter_context(throwaway_postgres())
+    except PostgresUnavailable as e:
+        _unavailable(str(e))
+    with stack:
+        yield url

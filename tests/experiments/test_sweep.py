@@ -3,15 +3,11 @@ rerun, heartbeat retries, PostgreSQL and journal storages, multi-objective, bad 
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +17,7 @@ import pytest
 from experiments import cli, sweep
 from experiments.config import ConfigError, resolve
 from experiments.sweep.objective import Objective, counts_towards_total
-from tests.experiments.conftest import mgrpo
+from tests.experiments.conftest import free_port, mgrpo
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 pytestmark = pytest.mark.filterwarnings(
@@ -272,64 +268,7 @@ def test_pruned_trial_keeps_its_partial_runs(tmp_path):
 
 
 # ----------------------------------------------------------------------------- PostgreSQL
-def _pg_bindir() -> Path | None:
-    for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
-        if Path(d, "initdb").is_file():
-            return Path(d)
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def postgres_url():
-    """A throwaway PostgreSQL server on 127.0.0.1 (trust auth, fsync off), stopped after."""
-    pytest.importorskip("psycopg", reason="psycopg is not installed (the dev extra has it)")
-    bindir = _pg_bindir()
-    if bindir is None:
-        pytest.skip("PostgreSQL not found (no initdb in /usr/lib/postgresql/*/bin or PATH)")
-    root = Path(tempfile.mkdtemp(prefix="mgrpo-pg-"))
-    root.chmod(0o755)
-    data = root / "data"
-    as_pg: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres user
-        if shutil.which("runuser") is None:
-            pytest.skip("running as root without runuser: cannot start PostgreSQL as postgres")
-        as_pg = ["runuser", "-u", "postgres", "--"]
-        made = subprocess.run(["install", "-d", "-o", "postgres", "-m", "700", str(data)])
-        if made.returncode != 0:
-            pytest.skip("cannot create a data directory owned by the postgres user")
-    else:
-        data.mkdir(mode=0o700)
-    port = _free_port()
-    pg_ctl = [*as_pg, str(bindir / "pg_ctl"), "-D", str(data)]
-    try:
-        init = subprocess.run(
-            [*as_pg, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-             "--no-sync"],
-            capture_output=True, text=True,
-        )  # fmt: skip
-        if init.returncode != 0:
-            pytest.skip(f"PostgreSQL initdb failed: {init.stderr.strip()[-300:]}")
-        opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {data} -c fsync=off"
-        start = subprocess.run(
-            [*pg_ctl, "-w", "-t", "30", "-l", str(data / "server.log"), "-o", opts, "start"],
-            capture_output=True,
-            text=True,
-        )
-        if start.returncode != 0:
-            pytest.skip(f"PostgreSQL did not start: {start.stderr.strip()[-300:]}")
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*pg_ctl, "-m", "fast", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
-
-
+# postgres_url: tests/experiments/conftest.py (a throwaway server; fails under CI=true)
 def test_postgresql_backed_sweep_and_rerun(tmp_path, postgres_url):
     cfg = write_config(tmp_path, extra='pruner = "none"')
     out = str(tmp_path / "out")
@@ -353,7 +292,7 @@ def test_postgresql_backed_sweep_and_rerun(tmp_path, postgres_url):
 )
 def test_unreachable_storage_exits_2_with_a_message(tmp_path, capsys, url, message):
     cfg = write_config(tmp_path)
-    url = url.format(port=_free_port())  # nothing listens there
+    url = url.format(port=free_port())  # nothing listens there
     code = cli.main(["sweep", str(cfg), "--trials", "2", "--study", "x", "--storage", url])
     assert code == 2
     err = capsys.readouterr().err

@@ -1,0 +1,240 @@
+"""The store's tables (SQLAlchemy Core), its schema version and the dialect-specific
+insert-or-ignore that makes every write idempotent.
+
+Every table is prefixed ``mgrpo_`` so that the store can share a database with an Optuna study
+(``--storage`` names one URL for both). Times are Unix seconds (float); ``step`` is the training
+step (0-based, as ``Trajectories.version``); ``role`` is ``main`` or a specialist's name.
+
+==================  ===========================  ============================================
+table               key                          holds
+==================  ===========================  ============================================
+``mgrpo_meta``      key                          ``schema_version``
+``mgrpo_runs``      run_id                       config hash (sha256 of the config text),
+                                                 config text, created
+``mgrpo_sub_steps`` run_id, step, role           one role's sub rows of one step: row count,
+                                                 per-step layout, extras, digest
+``mgrpo_sub_rows``  run_id, step, role,          one sub trajectory: query, c_M, f_S, e_S,
+                    rollout, invocation          finish order, policy version, records blob
+``mgrpo_markers``   run_id, step, role, kind     that ``kind`` happened (written, consumed,
+                                                 published, ...)
+``mgrpo_metrics``   run_id, step, role           a JSON dict
+``mgrpo_weights``   run_id, step, role           safetensors bytes inline, or a file in the
+                                                 blob directory; sha256 and size
+``mgrpo_claims``    run_id, role                 which process holds the role, heartbeat
+==================  ===========================  ============================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Double,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    inspect,
+    literal_column,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from experiments.store.errors import SchemaVersionError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "bulk_insert",
+    "claims",
+    "ensure_schema",
+    "insert_ignore",
+    "markers",
+    "meta",
+    "metadata",
+    "metrics",
+    "now_sql",
+    "runs",
+    "sub_rows",
+    "sub_steps",
+    "weights",
+]
+
+SCHEMA_VERSION = 1
+"""version of the tables below; a store of another version is refused with both named"""
+
+_PG_LOCK_KEY = 0x6D67_7270_6F00  # pg_advisory_xact_lock key serialising schema creation
+
+metadata = MetaData()
+
+
+def _run_fk() -> ForeignKey:
+    return ForeignKey("mgrpo_runs.run_id")
+
+
+meta = Table(
+    "mgrpo_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+runs = Table(
+    "mgrpo_runs",
+    metadata,
+    Column("run_id", String(200), primary_key=True),
+    Column("config_hash", String(64), nullable=False),
+    Column("config_text", Text, nullable=False),
+    Column("created", Double, nullable=False),
+)
+
+sub_steps = Table(
+    "mgrpo_sub_steps",
+    metadata,
+    Column("run_id", String(200), _run_fk(), primary_key=True),
+    Column("step", Integer, primary_key=True),
+    Column("role", String(64), primary_key=True),
+    Column("n_rows", Integer, nullable=False),
+    Column("layout", Text, nullable=False),  # JSON [[field, dtype.str, shape], ...]
+    Column("extras", LargeBinary, nullable=True),  # safetensors of Trajectories.extras
+    Column("digest", String(32), nullable=False),  # blake2b-128 of everything written
+    Column("created", Double, nullable=False),
+)
+
+sub_rows = Table(
+    "mgrpo_sub_rows",
+    metadata,
+    Column("run_id", String(200), primary_key=True),
+    Column("step", Integer, primary_key=True),
+    Column("role", String(64), primary_key=True),
+    Column("rollout", Integer, primary_key=True),  # in [0, B*K)
+    Column("invocation", Integer, primary_key=True),  # call index within the rollout
+    Column("query", Integer, nullable=False),  # rollout // K, in [0, B)
+    Column("finish_order", Integer, nullable=False),
+    Column("c_main", Double, nullable=False),  # c_M of the row's rollout
+    Column("format_ok", Double, nullable=False),  # f_S
+    Column("expert", Double, nullable=False),  # e_S
+    Column("version", Integer, nullable=False),  # step of the policy that acted
+    Column("n_steps", Integer, nullable=False),
+    Column("records", LargeBinary, nullable=False),  # n_steps packed records (layout)
+    ForeignKeyConstraint(
+        ["run_id", "step", "role"],
+        ["mgrpo_sub_steps.run_id", "mgrpo_sub_steps.step", "mgrpo_sub_steps.role"],
+    ),
+)
+
+markers = Table(
+    "mgrpo_markers",
+    metadata,
+    Column("run_id", String(200), _run_fk(), primary_key=True),
+    Column("step", Integer, primary_key=True),
+    Column("role", String(64), primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("created", Double, nullable=False),
+)
+
+metrics = Table(
+    "mgrpo_metrics",
+    metadata,
+    Column("run_id", String(200), _run_fk(), primary_key=True),
+    Column("step", Integer, primary_key=True),
+    Column("role", String(64), primary_key=True),
+    Column("data", Text, nullable=False),  # JSON object, keys sorted
+    Column("created", Double, nullable=False),
+)
+
+weights = Table(
+    "mgrpo_weights",
+    metadata,
+    Column("run_id", String(200), _run_fk(), primary_key=True),
+    Column("step", Integer, primary_key=True),
+    Column("role", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),  # bytes
+    Column("sha256", String(64), nullable=False),
+    Column("data", LargeBinary, nullable=True),  # inline, or
+    Column("path", Text, nullable=True),  # a file relative to the blob directory
+    Column("created", Double, nullable=False),
+)
+
+claims = Table(
+    "mgrpo_claims",
+    metadata,
+    Column("run_id", String(200), _run_fk(), primary_key=True),
+    Column("role", String(64), primary_key=True),
+    Column("owner", Text, nullable=False),  # e.g. host:pid:token
+    Column("acquired", Double, nullable=False),  # database clock
+    Column("heartbeat", Double, nullable=False),  # database clock
+    Column("stale_after", Double, nullable=False),  # seconds, the holder's own
+)
+
+
+def now_sql(conn: Connection) -> Any:
+    """The database server's clock in Unix seconds, as a SQL expression (one clock for every
+    machine, so claim staleness does not depend on clock skew between clients)."""
+    if conn.dialect.name == "postgresql":
+        sql = "extract(epoch from clock_timestamp())::double precision"
+    else:
+        sql = "((julianday('now') - 2440587.5) * 86400.0)"
+    return literal_column(sql, Double)
+
+
+def insert_ignore(conn: Connection, table: Table, row: dict[str, Any]) -> bool:
+    """``INSERT ... ON CONFLICT DO NOTHING`` of one row with the dialect's own insert construct;
+    True when inserted, False when its key was there already."""
+    ins = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = ins(table).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
+    return conn.execute(stmt, row).rowcount == 1
+
+
+def bulk_insert(
+    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple]
+) -> None:
+    """Insert many rows (tuples of ``columns``' values) in the caller's transaction, without
+    per-row SQLAlchemy processing: psycopg's ``COPY`` on PostgreSQL, the driver's
+    ``executemany`` of the statement SQLAlchemy compiles on SQLite. Values must already be
+    plain Python values (int, float, str, bytes). Duplicate keys fail (no ignoring here)."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        prep = conn.dialect.identifier_preparer
+        names = ", ".join(prep.quote(c) for c in columns)
+        cur = conn.connection.driver_connection.cursor()  # the same transaction
+        with cur.copy(f"COPY {prep.format_table(table)} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    compiled = table.insert().compile(dialect=conn.dialect, column_keys=list(columns))
+    order = [list(columns).index(k) for k in compiled.positiontup]
+    if order != list(range(len(columns))):
+        rows = [tuple(r[i] for i in order) for r in rows]
+    conn.exec_driver_sql(str(compiled), list(rows))
+
+
+def ensure_schema(conn: Connection, where: str) -> None:
+    """Check the schema version of the store behind ``conn`` and create missing tables.
+
+    Runs inside the caller's write transaction (on PostgreSQL under an advisory lock, so that
+    processes opening a new store at once do not race). ``where`` names the store in messages.
+    Raises :class:`SchemaVersionError` naming both versions when the store has another one.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+    if inspect(conn).has_table(meta.name):
+        found = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+        if found is not None and int(found) != SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"the store at {where} has schema version {found}; this mgrpo-sim reads schema "
+                f"version {SCHEMA_VERSION} only: use another database (or file), or the "
+                "mgrpo-sim version that wrote it"
+            )
+    metadata.create_all(conn)
+    insert_ignore(conn, meta, {"key": "schema_version", "value": str(SCHEMA_VERSION)})
