@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_math.py
 	$(PY) benchmarks/bench_envs.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_generator.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

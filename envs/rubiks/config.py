@@ -7,6 +7,9 @@ from typing import Any
 
 from envs.rubiks.generator import MAX_FACTS
 
+GENERATOR_BACKENDS = ("numba", "python")
+"""puzzle generator implementations (``RubiksConfig.generator_backend``)"""
+
 
 @dataclass(frozen=True)
 class RubiksConfig:
@@ -37,6 +40,10 @@ class RubiksConfig:
     """single-agent mode: the main agent uses the search tools itself (no sub-agent roles)"""
     sub_max_steps: int = 4
     """step cap of a search sub-episode (>= 3: search, visit, report)"""
+    generator_backend: str = "numba"
+    """"numba" | "python": how puzzles are drawn: compiled (``generator_jit``, 15-40x faster,
+    ``benchmarks/bench_generator.py``; numba is imported when the env is made) or the numpy
+    reference (``generator``); both give the same puzzles bit for bit"""
 
     def __post_init__(self) -> None:
         def bad(key: str, allowed: str) -> ValueError:
@@ -73,6 +80,8 @@ class RubiksConfig:
             raise bad("flat", "True or False")
         if not isinstance(self.sub_max_steps, int) or not 3 <= self.sub_max_steps <= 8:
             raise bad("sub_max_steps", "an int in [3, 8]")
+        if self.generator_backend not in GENERATOR_BACKENDS:
+            raise bad("generator_backend", f"one of {list(GENERATOR_BACKENDS)}")
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -48,6 +48,15 @@ LATENCY = LatencyModel(
 )
 
 
+def _puzzle_generator(cfg: RubiksConfig) -> PuzzleGenerator:
+    """The puzzle generator of ``cfg.generator_backend`` (numba is imported only for "numba")."""
+    if cfg.generator_backend == "numba":
+        from envs.rubiks.generator_jit import CompiledPuzzleGenerator
+
+        return CompiledPuzzleGenerator(cfg.facts_needed)
+    return PuzzleGenerator(cfg.facts_needed)
+
+
 class RubiksLogicVectorEnv(HierarchicalVectorEnv):
     """Batched ``mgrpo/RubiksLogic-v0`` (N episodes in numpy); see :class:`RubiksLogicEnv`.
 
@@ -61,7 +70,7 @@ class RubiksLogicVectorEnv(HierarchicalVectorEnv):
         cfg = make_config(**kwargs)
         self.cfg: RubiksConfig = cfg
         self.env_kwargs = dict(kwargs)
-        self.generator = PuzzleGenerator(cfg.facts_needed)
+        self.generator = _puzzle_generator(cfg)
         tasks: dict[str, Any] = {
             "sub": SearchTask(
                 cfg.search_noise, cfg.fail_prob, cfg.decoy_rate, cfg.sub_max_steps, flat=cfg.flat
@@ -389,8 +398,9 @@ class RubiksLogicEnv(HierarchicalEnv):
     ``gymnasium.make("mgrpo/RubiksLogic-v0", preset="default", **knobs)``; knobs (see
     ``RubiksConfig``): ``facts_needed`` (P of 0..2 needed facts), ``search_noise``,
     ``fail_prob``, ``decoy_rate``, ``max_calls``, ``max_turns``, ``max_parallel`` (1 | 2),
-    ``reasoner`` ("main" | "subagent"), ``flat``, ``sub_max_steps``. Unknown keys or bad
-    values raise ``ValueError`` naming the key.
+    ``reasoner`` ("main" | "subagent"), ``flat``, ``sub_max_steps``, ``generator_backend``
+    ("numba", the default: compiled puzzle generation | "python": the reference; same puzzles).
+    Unknown keys or bad values raise ``ValueError`` naming the key.
     ``render_mode``: ``"ansi"`` (``render()`` returns the text face's prompt); see
     :mod:`envs.core.rendering`.
 

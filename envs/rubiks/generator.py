@@ -164,14 +164,24 @@ _CACHE: OrderedDict[tuple, Puzzle] = OrderedDict()
 _CACHE_SIZE = 100_000
 
 
+def query_rng(query: int) -> np.random.Generator:
+    """The random stream a query's puzzle is drawn from."""
+    return np.random.default_rng([int(query), 0x52554249])
+
+
 class PuzzleGenerator:
     """Makes the puzzle of a query id; caches recent ones (generation is a pure function).
 
     Args:
         facts_needed: probabilities of puzzles needing 0, 1, 2 cube facts (sums to 1).
-    Puzzles are cached module-wide (keyed by the distribution and the query id). Reserved query
-    ids (:data:`NAMED`) give the named puzzles whatever the distribution.
+    Puzzles are cached module-wide (keyed by the distribution, :attr:`backend` and the query id).
+    Reserved query ids (:data:`NAMED`) give the named puzzles whatever the distribution. This is
+    the reference implementation; ``generator_jit.CompiledPuzzleGenerator`` draws the same
+    puzzles from the same streams in compiled code.
     """
+
+    backend = "python"
+    """how :meth:`draw` runs (part of the cache key)"""
 
     def __init__(self, facts_needed: tuple[float, ...]) -> None:
         p = np.asarray(facts_needed, dtype=np.float64)
@@ -198,24 +208,28 @@ class PuzzleGenerator:
         score = ((possible * r)[:, :, None] * missing).sum(axis=1)
         return score.argmax(axis=1)
 
+    def draw(self, rng: np.random.Generator) -> Puzzle:
+        """A random puzzle drawn from ``rng`` (uncached): k, then :func:`_attempt` until one
+        needs k facts."""
+        k = int(rng.choice(MAX_FACTS + 1, p=self.facts_needed))
+        for _ in range(_MAX_TRIES):
+            puzzle = _attempt(rng, k)
+            if puzzle is not None:
+                return puzzle
+        raise RuntimeError(  # pragma: no cover - the tries above always succeed in practice
+            f"no puzzle with {k} needed facts in {_MAX_TRIES} tries"
+        )
+
     def __call__(self, query: int) -> Puzzle:
         q = int(query)
-        key = (self._key, q)
+        key = (self._key, self.backend, q)
         hit = _CACHE.get(key)
         if hit is not None:
             return hit
         if q in _NAMED_BY_QUERY:
             puzzle = make_puzzle(*_NAMED_BY_QUERY[q])
         else:
-            rng = np.random.default_rng([q, 0x52554249])
-            k = int(rng.choice(MAX_FACTS + 1, p=self.facts_needed))
-            puzzle = None
-            for _ in range(_MAX_TRIES):
-                puzzle = _attempt(rng, k)
-                if puzzle is not None:
-                    break
-            if puzzle is None:  # pragma: no cover - the tries above always succeed in practice
-                raise RuntimeError(f"no puzzle with {k} needed facts for query {q}")
+            puzzle = self.draw(query_rng(q))
         _CACHE[key] = puzzle
         if len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
