@@ -43,7 +43,7 @@ from policies.lm_heads import (
     sample_categorical,
     scale,
 )
-from policies.lm_pack import export, pack, token_logprobs
+from policies.lm_pack import export, inline_prefix, merge_exports, pack, token_logprobs
 from policies.trie import TokenTrie, build_trie
 
 __all__ = ["LMPolicy", "MODES"]
@@ -88,6 +88,12 @@ class LMPolicy(nn.Module):
     active_rows_only = True
     """the rollout passes only the rows of running episodes to :meth:`act` (no decoding of
     finished ones)"""
+    sharded = False
+    """the model is sharded across processes (FSDP2, :mod:`policies.lm_fsdp`): every scoring
+    call runs the forward (a collective), even for a batch with no token to score"""
+    prefix_cache = True
+    """the update runs the prompt prefix that all rows share once and reuses its KV cache;
+    off for a sharded or gradient-checkpointed model (each segment then carries the prefix)"""
 
     def __init__(
         self,
@@ -396,6 +402,11 @@ class LMPolicy(nn.Module):
         recs = [self._records[int(x)] for x in h]
         return export(h, recs)
 
+    def merge_records(self, parts: list[dict], shifts: list[int]) -> dict[str, np.ndarray]:
+        """One export of several processes' records, ids of part ``i`` shifted by
+        ``shifts[i]`` (:func:`policies.lm_pack.merge_exports`)."""
+        return merge_exports(parts, shifts)
+
     def pack(self, traj: Any) -> TokenBatch:
         """Training tensors of a role's trajectories (:func:`policies.lm_pack.pack`)."""
 
@@ -409,7 +420,11 @@ class LMPolicy(nn.Module):
         first (LoRA)."""
         if activate:
             self._activate()
-        return token_logprobs(self.base, self.head, batch, self.temperature, self.entropy_grad)
+        if not self.prefix_cache:
+            batch = inline_prefix(batch)
+        return token_logprobs(
+            self.base, self.head, batch, self.temperature, self.entropy_grad, self.sharded
+        )
 
     def rescore(self, batch: TokenBatch, cap: float) -> tuple[TokenBatch, float]:
         """Engine rollouts: the trainer's own old log-probs, the truncated importance

@@ -7,8 +7,20 @@ tokenizer), ``mode`` (``"generate"`` | ``"choice"``), ``max_new_tokens`` (32), `
 ``enable_thinking`` (False), ``shared`` (False: one model per role, tiny models seeded per role;
 True: one model for every role, returned as the shared module), ``lora_rank`` / ``lora_alpha`` /
 ``lora_targets`` / ``share_base`` (LoRA, :mod:`policies.lm_lora`), ``engine`` (``"hf"`` |
-``"vllm"``), ``engine_url`` and ``is_cap``. Every key is checked before any model is built;
-nothing is downloaded.
+``"vllm"``), ``engine_url``, ``is_cap`` and ``gradient_checkpointing`` (``"auto"``: on for a
+model folder, off for the tiny models; ``True`` | ``False``). Every key is checked before any
+model is built; nothing is downloaded.
+
+**Gradient checkpointing** (:func:`enable_checkpointing`): each decoder layer keeps only its
+input for the backward and recomputes the rest (``use_reentrant=False``: it composes with frozen
+bases and LoRA, no ``enable_input_require_grads`` needed). The layers are put in training mode
+(what transformers checks) but nothing under them (no dropout). A checkpointed layer cannot
+use a KV cache while it records gradients, so the update scores every segment with its prompt
+prefix inline (``LMPolicy.prefix_cache = False``); rollouts keep the cache.
+
+**Several processes** (:func:`policies.lm_fsdp.active`): every model built is sharded with
+FSDP2 (:func:`policies.lm_fsdp.shard_model`) before its policies are made
+(``LMPolicy.sharded``).
 
 ``engine = "vllm"``: one :class:`policies.engine.VLLMEngine` at ``engine_url`` serving the base
 model under the name ``policy.model`` (``vllm serve PATH`` serves it as ``PATH``; otherwise
@@ -29,7 +41,14 @@ from policies.base import Built
 from policies.lm import MODES, LMPolicy
 from policies.qwen import TINY_CONTEXT, load_tokenizer, tiny_qwen3
 
-__all__ = ["DEFAULTS", "TINY_MODELS", "build_lm", "check_lm_config", "load_model"]
+__all__ = [
+    "DEFAULTS",
+    "TINY_MODELS",
+    "build_lm",
+    "check_lm_config",
+    "enable_checkpointing",
+    "load_model",
+]
 
 TINY_MODELS = ("tiny-qwen3", "tiny-qwen3-moe")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -49,6 +68,7 @@ DEFAULTS: dict[str, Any] = {
     "engine": "hf",
     "engine_url": "http://127.0.0.1:8000",
     "is_cap": 2.0,
+    "gradient_checkpointing": "auto",
 }
 ENGINES = ("hf", "vllm")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -86,6 +106,9 @@ def check_lm_config(config: Any) -> dict[str, Any]:
     for k in ("enable_thinking", "shared"):
         if out[k] not in (True, False):
             raise ValueError(f"policy.{k} = {out[k]!r} must be true or false")
+    ckpt = out["gradient_checkpointing"]
+    if not isinstance(ckpt, bool) and ckpt != "auto":
+        raise ValueError(f"policy.gradient_checkpointing = {ckpt!r}; allowed: 'auto', true, false")
     if out["engine"] not in ENGINES:
         raise ValueError(f"policy.engine = {out['engine']!r}; allowed: {ENGINES}")
     if out["engine"] == "vllm":
@@ -146,17 +169,50 @@ def _check_folder(model: str, max_seq_len: int) -> None:
         )
 
 
-def load_model(model: str, dtype: str = "float32", seed: int = 0) -> tuple[Any, Any]:
+def load_model(
+    model: str, dtype: str = "float32", seed: int = 0, checkpointing: bool | str = "auto"
+) -> tuple[Any, Any]:
     """``(causal LM, tokenizer)`` for a checked ``policy.model`` value; tiny models use the real
-    Qwen3 tokenizer and are random-init from ``seed``."""
+    Qwen3 tokenizer and are random-init from ``seed``. ``checkpointing``: gradient checkpointing
+    (:func:`enable_checkpointing`); ``"auto"``: on for a model folder, off for a tiny model."""
     if model in TINY_MODELS:
-        lm = tiny_qwen3(moe=model.endswith("moe"), seed=seed).to(DTYPES[dtype])
-        return lm, load_tokenizer()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+        lm, tok = tiny_qwen3(moe=model.endswith("moe"), seed=seed).to(DTYPES[dtype]), None
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(model, local_files_only=True)
-    lm = AutoModelForCausalLM.from_pretrained(model, local_files_only=True, dtype=DTYPES[dtype])
-    return lm.eval(), tok
+        tok = AutoTokenizer.from_pretrained(model, local_files_only=True)
+        lm = AutoModelForCausalLM.from_pretrained(
+            model, local_files_only=True, dtype=DTYPES[dtype]
+        ).eval()
+    if checkpointing is True or (checkpointing == "auto" and model not in TINY_MODELS):
+        enable_checkpointing(lm)
+    return lm, tok if tok is not None else load_tokenizer()
+
+
+def enable_checkpointing(model: Any) -> None:
+    """Gradient checkpointing of every decoder layer of a transformers causal LM, non-reentrant;
+    the layers' own ``training`` flag (what transformers checks) is set, their submodules stay
+    in eval mode. ``ValueError`` for a model without checkpointable layers."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise ValueError(f"{type(model).__name__} does not support gradient checkpointing")
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no checkpointable layers")
+    model.eval()  # gradient_checkpointing_enable may switch to training mode: no dropout
+    for m in layers:
+        m.training = True  # not .train(): only the flag transformers reads, not recursively
+
+
+def checkpointed(model: Any) -> bool:
+    """Whether gradient checkpointing is on in ``model``'s decoder layers."""
+    return any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
 
 
 def build_lm(specs: dict[str, Any], config: Any, seed: int) -> Any:
@@ -173,14 +229,39 @@ def build_lm(specs: dict[str, Any], config: Any, seed: int) -> Any:
 
             kw["engine"] = VLLMEngine(c["engine_url"], model=c["model"])
         return _build_lora(specs, c, seed, kw)
-    shared = load_model(c["model"], c["dtype"], seed) if c["shared"] else None
+    ckpt = c["gradient_checkpointing"]
+    shared = _placed(load_model(c["model"], c["dtype"], seed, ckpt)) if c["shared"] else None
     pols = {}
     for i, (role, s) in enumerate(specs.items()):
-        model, tok = shared or load_model(c["model"], c["dtype"], seed * 1000 + 17 * i)
-        pols[role] = LMPolicy(
-            model, tok, s.text, s.observation_space, s.action_space, seed=seed + 101 * i, **kw
+        model, tok = shared or _placed(
+            load_model(c["model"], c["dtype"], seed * 1000 + 17 * i, ckpt)
+        )
+        pols[role] = _marked(
+            LMPolicy(
+                model, tok, s.text, s.observation_space, s.action_space, seed=seed + 101 * i, **kw
+            )
         )
     return Built(pols, shared[0] if shared else None)
+
+
+def _placed(loaded: tuple[Any, Any]) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` with the model sharded when several processes train
+    (:mod:`policies.lm_fsdp`)."""
+    from policies import lm_fsdp
+
+    if lm_fsdp.active():
+        lm_fsdp.shard_model(loaded[0])
+    return loaded
+
+
+def _marked(policy: LMPolicy) -> LMPolicy:
+    """``policy`` told how its model runs: sharded (FSDP2) and/or checkpointed, either of which
+    rules out the shared-prefix KV cache in the update."""
+    from policies import lm_fsdp
+
+    policy.sharded = lm_fsdp.active()
+    policy.prefix_cache = not (policy.sharded or checkpointed(policy.model))
+    return policy
 
 
 def _build_lora(specs: dict[str, Any], c: dict[str, Any], seed: int, kw: dict) -> Built:
@@ -192,13 +273,16 @@ def _build_lora(specs: dict[str, Any], c: dict[str, Any], seed: int, kw: dict) -
     groups = [roles] if c["share_base"] else [[r] for r in roles]
     pols = {}
     for g_i, group in enumerate(groups):
-        model, tok = load_model(c["model"], c["dtype"], seed * 1000 + 17 * g_i)
+        model, tok = load_model(
+            c["model"], c["dtype"], seed * 1000 + 17 * g_i, c["gradient_checkpointing"]
+        )
         model.requires_grad_(False)
         with torch.random.fork_rng(devices=[]):  # peft's adapter init draws from torch
             torch.manual_seed(seed * 1000 + 7 * g_i)
             peft_model = add_adapters(
                 model, group, c["lora_rank"], c["lora_alpha"], tuple(c["lora_targets"])
             )
+        _placed((model, tok))
         for role in group:
             i = roles.index(role)
             s = specs[role]
@@ -213,4 +297,5 @@ def _build_lora(specs: dict[str, Any], c: dict[str, Any], seed: int, kw: dict) -
                 adapter=role,
                 **kw,
             )
+            _marked(pols[role])
     return Built(pols, None)

@@ -42,7 +42,7 @@ from torch.utils.checkpoint import checkpoint
 from policies.base import TokenBatch
 from policies.lm_heads import MASKED, cache_kwarg, head_logits, scale
 
-__all__ = ["EXTRAS", "export", "pack", "token_logprobs"]
+__all__ = ["EXTRAS", "export", "inline_prefix", "merge_exports", "pack", "token_logprobs"]
 
 EXTRAS = (
     "lm.handle",
@@ -80,6 +80,27 @@ def export(handles: np.ndarray, recs: list[Any]) -> dict[str, np.ndarray]:
         "lm.allowed_offsets": _offsets(np.array([len(a) for a in allowed], np.int64)),
         "lm.allowed_ids": _cat(allowed, np.int32),
     }
+
+
+def merge_exports(parts: list[dict[str, np.ndarray]], shifts: list[int]) -> dict[str, np.ndarray]:
+    """One export of the records of several (e.g. one per process), record ids of part ``i``
+    shifted by ``shifts[i]`` (non-decreasing parts after shifting keep ``lm.handle`` sorted)."""
+    none = export(np.zeros(0, np.int64), [])
+    parts = [p if p else none for p in parts]  # a role not called in a process: no records
+    if not parts:
+        return none
+    out: dict[str, np.ndarray] = {}
+    for key in EXTRAS:
+        arrays = [np.asarray(p[key]) for p in parts]
+        if key == "lm.handle":
+            out[key] = np.concatenate([a + s for a, s in zip(arrays, shifts, strict=True)])
+        elif key.endswith("_offsets"):  # ragged offsets: each part continues the last
+            ends = np.cumsum([0] + [int(a[-1]) for a in arrays[:-1]])
+            tails = [a[1:] + e for a, e in zip(arrays, ends, strict=True)]
+            out[key] = np.concatenate([arrays[0][:1], *tails])
+        else:
+            out[key] = np.concatenate(arrays)
+    return out
 
 
 def _ragged(values: np.ndarray, offsets: np.ndarray, idx: np.ndarray):
@@ -176,17 +197,41 @@ def pack(traj: Any, pad_id: int) -> TokenBatch:
     return TokenBatch(logp_old, mask, data)
 
 
+def inline_prefix(batch: TokenBatch) -> TokenBatch:
+    """``batch`` with its shared prompt prefix written into every segment (``prefix`` empty):
+    the same tokens at the same positions, scored by one forward without a KV cache. A model
+    sharded across processes (FSDP2) needs it: its layers free their gathered weights after
+    their backward, before the backward through a cached prefix would reach them."""
+    d = batch.data
+    n, c = d["prefix"].shape
+    if c == 0:
+        return batch
+    n_seg = d["seg_ids"].shape[1]
+    prefix = d["prefix"][:, None, :].expand(n, n_seg, c).to(d["seg_ids"].dtype)
+    out = dict(d)
+    out["prefix"] = d["prefix"][:, :0]
+    out["seg_ids"] = torch.cat([prefix, d["seg_ids"]], dim=2)
+    out["seg_len"] = torch.where(d["seg_len"] > 0, d["seg_len"] + c, d["seg_len"])
+    out["tok_pos"] = torch.where(d["tok_pos"] >= 0, d["tok_pos"] + c, d["tok_pos"])
+    return TokenBatch(batch.logp_old, batch.mask, out)
+
+
 def token_logprobs(
     base: nn.Module,
     head: nn.Module,
     batch: TokenBatch,
     temperature: float,
     entropy_grad: bool = True,
+    always_forward: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs and entropies ``(num_rows, seq_len)`` float32 of a packed batch under the
     current parameters (with gradient; the entropies only with ``entropy_grad``: without an
     entropy bonus they are a logged metric, and their backward over the vocabulary is about 40%
-    of the head's cost). Forced and padding tokens get 0."""
+    of the head's cost). Forced and padding tokens get 0.
+
+    ``always_forward``: run the model (and connect its output to the log-probs' graph with
+    weight 0) even when the batch has no token to score, as every process of a sharded model
+    must: its forward and backward are collectives."""
     d = batch.data
     dev = head.weight.device
     n, t_max = batch.logp_old.shape
@@ -198,7 +243,10 @@ def token_logprobs(
     real = d["tok_step"] >= 0
     free = real & (d["allowed_n"] == 0)
     pick = real & (d["allowed_n"] >= 2)
-    if len(segs) == 0 or not (free.any() or pick.any()):
+    if len(segs) == 0 and always_forward:  # no segment at all: one padding token
+        hidden = base(input_ids=torch.zeros((1, 1), dtype=torch.long, device=dev))
+        return logp + 0.0 * hidden.last_hidden_state.sum(), ent
+    if len(segs) == 0 or not (free.any() or pick.any() or always_forward):
         return logp, ent
     width = int(flat_len.max())
     ids = d["seg_ids"].reshape(n * n_seg, -1)[segs, :width].long().to(dev)
@@ -207,7 +255,7 @@ def token_logprobs(
     prefix = d["prefix"][0].long().to(dev)
     c = len(prefix)
     pos = (c + torch.arange(width, device=dev))[None, :].expand(len(segs), -1)
-    kw: dict[str, Any] = {}
+    kw: dict[str, Any] = {"use_cache": False}
     if c:  # the shared prefix once, its keys and values repeated for every segment
         from transformers import DynamicCache
 
@@ -246,6 +294,8 @@ def token_logprobs(
             lp_t, ent_t = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         logp = logp.index_put(where, lp_t)
         ent = ent.index_put(where, ent_t)
+    if always_forward and not logp.requires_grad and torch.is_grad_enabled():
+        logp = logp + 0.0 * hidden.sum()  # the backward must reach every layer
     return logp, ent
 
 

@@ -71,6 +71,11 @@ class PolicyConfig:
     is_cap: float = 2.0
     """truncated importance weight cap for engine log-probs that differ from the trainer's
     (>= 1, <= 100; used with ``policy.engine = "vllm"``)"""
+    gradient_checkpointing: bool | str = "auto"
+    """``lm`` only: recompute each decoder layer's activations in the backward instead of
+    keeping them (non-reentrant; composes with LoRA): ``"auto"`` (on for a model folder, off
+    for the tiny models), ``true`` or ``false``. With it, and with several processes (FSDP2),
+    the update scores each segment with its prompt prefix instead of a shared KV cache"""
 
     def __post_init__(self) -> None:
         _choice("policy.kind", self.kind, _names("policies.registry", "policy_kinds"))
@@ -107,3 +112,4 @@ class PolicyConfig:
         ):
             _fail("policy.engine_url", self.engine_url, "an http:// or https:// URL")
         _num("policy.is_cap", self.is_cap, 1.0, 100.0)
+        _choice("policy.gradient_checkpointing", self.gradient_checkpointing, ("auto", True, False))

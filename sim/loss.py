@@ -38,10 +38,14 @@ from sim._checks import check_choice
 
 __all__ = [
     "AGGREGATIONS",
+    "AGG_NORMS",
     "LOSS_AGG_MODES",
+    "NORMS",
     "RATIO_LEVELS",
     "RATIO_LEVEL_FNS",
     "aggregate",
+    "loss_counts",
+    "loss_denominator",
     "policy_loss",
     "register_aggregation",
     "register_ratio_level",
@@ -53,16 +57,27 @@ AGGREGATIONS: dict[str, AggFn] = {}
 row_weight, tokens_per_row, counted, n_rows) -> scalar``, where ``masked`` is the per-token loss
 times the mask, ``counted`` the rows that count (weight > 0 and at least one token) and
 ``n_rows`` their number (at least 1)."""
+AGG_NORMS: dict[str, str] = {}
+"""aggregation name -> what it divides by (:data:`NORMS`): ``rows`` (counted rows), ``tokens``
+(counted tokens) or ``rows_x_len`` (counted rows x padded length). Several processes that share
+one minibatch divide by its global count (:func:`loss_denominator`); an aggregation registered
+without one trains in one process only."""
+NORMS = ("rows", "tokens", "rows_x_len")
 RATIO_LEVEL_FNS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {}
 """ratio-level registry: ``name -> fn(masked log-ratio (num_rows, seq_len), mask) -> log rho``
 (``(num_rows, seq_len)`` or ``(num_rows, 1)``, broadcast over the row)."""
 
 
-def register_aggregation(name: str) -> Callable[[AggFn], AggFn]:
-    """Decorator adding a loss aggregation mode (``loss.agg``)."""
+def register_aggregation(name: str, *, norm: str | None = None) -> Callable[[AggFn], AggFn]:
+    """Decorator adding a loss aggregation mode (``loss.agg``); ``norm`` (one of :data:`NORMS`)
+    says what it divides by, which multi-process training needs (:data:`AGG_NORMS`)."""
+    if norm is not None:
+        check_choice("aggregation norm", norm, NORMS)
 
     def deco(fn: AggFn) -> AggFn:
         AGGREGATIONS[name] = fn
+        if norm is not None:
+            AGG_NORMS[name] = norm
         return fn
 
     return deco
@@ -78,27 +93,27 @@ def register_ratio_level(name: str):
     return deco
 
 
-@register_aggregation("seq-mean-token-mean")
+@register_aggregation("seq-mean-token-mean", norm="rows")
 def _seq_mean_token_mean(masked, mask, row_weight, tokens_per_row, counted, n_rows):
     """Mean over rows of each row's token mean (the default)."""
     row = masked.sum(dim=1) / tokens_per_row.clamp(min=1)
     return (row_weight * row).sum() / n_rows
 
 
-@register_aggregation("token-mean")
+@register_aggregation("token-mean", norm="tokens")
 def _token_mean(masked, mask, row_weight, tokens_per_row, counted, n_rows):
     """Sum over all counted tokens / their number."""
     n_tok = (mask * counted[:, None]).sum().clamp(min=1)
     return (row_weight[:, None] * masked).sum() / n_tok
 
 
-@register_aggregation("seq-mean-token-sum")
+@register_aggregation("seq-mean-token-sum", norm="rows")
 def _seq_mean_token_sum(masked, mask, row_weight, tokens_per_row, counted, n_rows):
     """Mean over rows of each row's token sum."""
     return (row_weight * masked.sum(dim=1)).sum() / n_rows
 
 
-@register_aggregation("seq-mean-token-sum-norm")
+@register_aggregation("seq-mean-token-sum-norm", norm="rows_x_len")
 def _seq_mean_token_sum_norm(masked, mask, row_weight, tokens_per_row, counted, n_rows):
     """Dr. GRPO: total sum / (rows x padded length)."""
     return (row_weight[:, None] * masked).sum() / (n_rows * masked.shape[1])
@@ -124,6 +139,32 @@ def _sequence_mean_ratio(log_ratio, mask):
 
 RATIO_LEVELS = tuple(RATIO_LEVEL_FNS)
 LOSS_AGG_MODES = tuple(AGGREGATIONS)
+
+
+def loss_counts(mask: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``(3,)`` float64: the counted rows (weight > 0 and at least one valid token), their valid
+    tokens and the padded length of a minibatch (``mask (num_rows, seq_len)``, ``weights
+    (num_rows,)``), as :func:`aggregate` counts them."""
+    m = mask.detach().to(torch.float64)
+    counted = (weights.detach() > 0) & (m.sum(dim=1) > 0)
+    tokens = (m * counted[:, None]).sum()
+    return torch.stack([counted.sum().to(torch.float64), tokens, m.new_tensor(m.shape[1])])
+
+
+def loss_denominator(agg: str, counts: torch.Tensor) -> torch.Tensor:
+    """What aggregation ``agg`` divides the summed loss by, from :func:`loss_counts` (summed over
+    the processes that share a minibatch: its global counts); float64 scalar, at least 1 row or
+    token as :func:`aggregate` clamps them. ``ValueError`` for an aggregation registered without
+    a norm."""
+    check_choice("loss agg", agg, AGGREGATIONS)
+    norm = AGG_NORMS.get(agg)
+    if norm is None:
+        raise ValueError(
+            f"loss.agg = {agg!r} was registered without norm=: several processes cannot share "
+            f"its minibatches (register it with norm= one of {NORMS})"
+        )
+    rows, tokens, seq_len = counts[0].clamp(min=1), counts[1].clamp(min=1), counts[2]
+    return {"rows": rows, "tokens": tokens, "rows_x_len": rows * seq_len}[norm]
 
 
 def _check_2d(name: str, t: Any, shape: torch.Size | None) -> torch.Tensor:

@@ -16,7 +16,7 @@ import numpy as np
 
 from sim.records import Trajectories
 
-__all__ = ["RolloutBatch", "collect_rollouts", "split_action"]
+__all__ = ["RolloutBatch", "collect_rollouts", "concat_batches", "split_action"]
 
 
 @dataclass
@@ -244,4 +244,81 @@ def collect_rollouts(
         calls_total=np.array(
             [sum(i["calls"].values()) + i.get("flat_sessions", 0) for i in infos], dtype=np.float64
         ),
+    )
+
+
+def _concat_trajectories(
+    parts: list[Trajectories], rollout_shifts: list[int], merge: Any
+) -> Trajectories:
+    """One role's trajectories of several processes, in order: rollout ids shifted by
+    ``rollout_shifts`` (each part's first rollout), record handles made distinct (part ``i``'s
+    shifted past every earlier part's) and the policy's records merged by ``merge(extras,
+    shifts)`` (``LMPolicy.merge_records``; a kind without records of its own needs none)."""
+    handle_shifts, top = [], 0
+    for t in parts:
+        handle_shifts.append(top)
+        top += int(t.handle.max()) + 1 if len(t.handle) else 0
+    extras = [t.extras for t in parts]
+    if any(extras):
+        if merge is None:
+            raise ValueError(
+                f"role {parts[0].role!r}: its policy keeps records of its own but has no "
+                "merge_records(parts, shifts), so they cannot be gathered across processes"
+            )
+        merged = merge(extras, handle_shifts)
+    else:
+        merged = {}
+    pairs = list(zip(parts, rollout_shifts, handle_shifts, strict=True))
+    fields = ("invocation", "finish_order", "format_ok", "expert", "version")
+    rows = {k: np.concatenate([getattr(t, k) for t in parts]) for k in fields}
+    rows["rollout"] = np.concatenate([t.rollout + s for t, s, _ in pairs])
+    handles = [np.where(t.handle >= 0, t.handle + h, -1) for t, _, h in pairs]
+    return Trajectories.from_steps(
+        parts[0].role,
+        rows,
+        np.concatenate([t.lengths for t in parts]),
+        {k: np.concatenate([t.obs[k] for t in parts]) for k in parts[0].obs},
+        np.concatenate([t.actions for t in parts]),
+        np.concatenate([t.logp for t in parts]),
+        np.concatenate(handles),
+        merged,
+    )
+
+
+def concat_batches(parts: list[RolloutBatch], merges: dict[str, Any]) -> RolloutBatch:
+    """The batch of several processes' rollouts (each a contiguous share of the step's queries,
+    in rank order): what one process running all the queries would have recorded, rollout ids
+    and record handles renumbered. ``merges``: role -> the policy's ``merge_records`` (or
+    None). One part is returned as it is."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    n_roll = [len(p.correct) for p in parts]
+    shifts = np.concatenate([[0], np.cumsum(n_roll)[:-1]]).tolist()
+
+    def cat(get: Any) -> np.ndarray:
+        return np.concatenate([get(p) for p in parts])
+
+    def cat_optional(name: str) -> np.ndarray | None:
+        vals = [getattr(p, name) for p in parts]
+        return None if any(v is None for v in vals) else np.concatenate(vals)
+
+    return RolloutBatch(
+        queries=cat(lambda p: p.queries),
+        group_size=first.group_size,
+        trajectories={
+            role: _concat_trajectories(
+                [p.trajectories[role] for p in parts], shifts, merges.get(role)
+            )
+            for role in first.trajectories
+        },
+        correct=cat(lambda p: p.correct),
+        format_ok=cat(lambda p: p.format_ok),
+        calls={r: cat(lambda p, r=r: p.calls[r]) for r in first.calls},
+        category_errors=cat(lambda p: p.category_errors),
+        sim_time=cat(lambda p: p.sim_time),
+        extra={k: cat(lambda p, k=k: p.extra[k]) for k in first.extra},
+        env_steps=sum(p.env_steps for p in parts),
+        flat_expert=cat_optional("flat_expert"),
+        calls_total=cat_optional("calls_total"),
     )

@@ -37,7 +37,9 @@ import torch
 
 import envs  # noqa: F401  (registers the mgrpo/ ids)
 from policies import RoleSpec, build_policies
+from policies.lm_fsdp import full_params
 from sim.config import TrainConfig
+from sim.distributed import RankSync, check_ranks, init_ranks, shard_optimizer
 from sim.engine_sync import EngineSync
 from sim.rollout import RolloutBatch, collect_rollouts, own_streams
 from sim.update import (
@@ -100,7 +102,7 @@ def _check_metrics(metrics: dict[str, Any], step: int, roles: Any) -> None:
             raise TrainingError(f"step {step + 1}, {where}: metric {k} is not finite ({v})")
 
 
-class Learner(EngineSync):
+class Learner(EngineSync, RankSync):
     """The trainable state of one run and its training step (no I/O).
 
     Args:
@@ -116,10 +118,12 @@ class Learner(EngineSync):
         self.cfg = cfg
         torch.set_num_threads(cfg.threads)
         B, K = cfg.algo.queries_per_step, cfg.algo.group_size
+        # several processes (a launcher's WORLD_SIZE > 1): this rank's share of the queries
+        self.ranks = check_ranks(init_ranks(), cfg)
 
         # -- envs ----------------------------------------------------------------------------
-        self.env = make_env(cfg, B * K)
-        self.eval_env = make_env(cfg, cfg.eval.episodes)
+        self.env = make_env(cfg, self.ranks.count(B) * K)
+        self.eval_env = make_env(cfg, self.ranks.count(cfg.eval.episodes))
         self.roles: tuple[str, ...] = tuple(self.env.subagent_roles)
 
         # -- policies (by kind, from the registry) -------------------------------------------
@@ -137,6 +141,9 @@ class Learner(EngineSync):
             if hasattr(p, "entropy_grad"):
                 p.entropy_grad = cfg.loss.entropy_coef > 0
         self.shared_module = built.shared_module
+        if self.ranks.world > 1:  # each rank samples its own queries from its own stream
+            for r, p in self.policies.items():
+                p.generator.manual_seed(_role_seed(cfg.seed, f"{r}/rank{self.ranks.rank}"))
         for role, (sd, source) in (role_params or {}).items():
             self.load_role(role, sd, source)
 
@@ -218,9 +225,18 @@ class Learner(EngineSync):
         for p in self.policies.values():  # records of earlier steps are packed already
             getattr(p, "clear_records", _no_records)()
         subs = {r: self.policies[r] for r in self.roles}
-        return collect_rollouts(
-            self.env, self.policies["main"], subs, queries, K, seeds, version=step
-        )
+        mine = self.ranks.split(B)  # all B with one process
+        with full_params(self.policies.values()):
+            local = collect_rollouts(
+                self.env,
+                self.policies["main"],
+                subs,
+                queries[mine],
+                K,
+                seeds[mine.start * K : mine.stop * K],
+                version=step,
+            )
+        return self._gathered(local)
 
     def prepare(
         self,
@@ -296,6 +312,7 @@ class Learner(EngineSync):
                     step,
                     self.ref.get(role),
                     on_progress,
+                    self.ranks,
                 )
                 if getattr(self.policies[role], "engine", None) is not None:
                     self._push(role)  # the server samples the next step with the new adapter
@@ -350,22 +367,26 @@ class Learner(EngineSync):
         queries = HELDOUT + cfg.seed * n + np.arange(n, dtype=np.int64)
         seeds = [HELDOUT // 2 + i for i in range(n)]
         # evaluation samples from its own streams, so it never changes the training trajectory
-        with own_streams(self.policies, cfg.seed * 1_000_003 + self.step * 101):
+        base = cfg.seed * 1_000_003 + self.step * 101 + 7_919 * self.ranks.rank
+        with own_streams(self.policies, base), full_params(self.policies.values()):
             return self._evaluate(queries, seeds)
 
     def _evaluate(self, queries: np.ndarray, seeds: list[int]) -> dict[str, float]:
         out: dict[str, float] = {}
         subs = {r: self.policies[r] for r in self.roles}
+        mine = self.ranks.split(len(queries))  # each rank its share; all episodes gathered
         for greedy, key in ((False, "eval/success"), (True, "eval/success_greedy")):
-            b = collect_rollouts(
-                self.eval_env,
-                self.policies["main"],
-                subs,
-                queries,
-                1,
-                seeds,
-                greedy=greedy,
-                record_subs=False,
+            b = self._gathered(
+                collect_rollouts(
+                    self.eval_env,
+                    self.policies["main"],
+                    subs,
+                    queries[mine],
+                    1,
+                    seeds[mine],
+                    greedy=greedy,
+                    record_subs=False,
+                )
             )
             success = (b.correct == 1.0) & (b.format_ok == 1)
             out[key] = float(success.mean())
@@ -403,7 +424,7 @@ class Learner(EngineSync):
     def state_dict(self) -> dict[str, Any]:
         """Everything a resume needs: parameters, generators, optimizer states, the async
         queue, the env generators, the oracle reference and the step."""
-        return {
+        st = {
             "step": self.step,
             "policies": {r: p.state_dict() for r, p in self.policies.items()},
             "generators": {r: p.generator.get_state() for r, p in self.policies.items()},
@@ -415,15 +436,17 @@ class Learner(EngineSync):
             "config_variant": self.cfg.variant,
             "policy_kind": self.cfg.policy.kind,
         }
+        return self._whole(st)  # several processes: sharded tensors gathered, every rank's streams
 
     def load_state_dict(self, st: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (a resume)."""
         self.step = int(st["step"])
+        st = self._own_rank(st)
         for r, sd in st["policies"].items():
-            self.policies[r].load_state_dict(sd)
+            self.policies[r].load_state_dict(self._sharded(r, sd))
             self.policies[r].generator.set_state(st["generators"][r])
         for k, sd in st["optims"].items():
-            self.optims[k].load_state_dict(sd)
+            self.optims[k].load_state_dict(shard_optimizer(sd, self.optims[k]))
         if "update_gens" not in st:  # an older checkpoint: one generator for all roles
             warnings.warn(
                 "the checkpoint predates per-role update generators: its minibatch order "
@@ -446,7 +469,7 @@ class Learner(EngineSync):
                 f"(roles: {', '.join(self.policies)})"
             )
         try:
-            self.policies[role].load_state_dict(state_dict)
+            self.policies[role].load_state_dict(self._sharded(role, state_dict))
         except RuntimeError as e:
             raise ValueError(f"roles.{role}.init_from: incompatible policy in {source}: {e}") from e
         if getattr(self, "adapter_dir", None) is not None:  # after construction: re-push

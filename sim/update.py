@@ -28,6 +28,7 @@ from sim._checks import check_choice
 from sim.advantages import GroupAdvantages, aligned_group_advantages, group_advantages
 from sim.advantages import sub_group_ids as _sub_group_ids
 from sim.alignment import Alignment, align
+from sim.distributed import SINGLE, Ranks
 from sim.loss import policy_loss
 from sim.rewards import judge_expert, main_reward, sub_reward
 from sim.rollout import RolloutBatch
@@ -316,6 +317,7 @@ def update_role(
     step: int,
     ref: Any = None,
     on_progress: Callable[[str], None] | None = None,
+    ranks: Ranks = SINGLE,
 ) -> dict[str, float]:
     """``optim.mu`` epochs of ``optim.minibatches`` minibatches over ``p``; mean loss stats.
 
@@ -332,6 +334,12 @@ def update_role(
 
     Rows with per-token importance weights (``p.tokens.data["is_weight"]``, from
     :func:`engine_correction`) have their advantages multiplied by them, token by token.
+
+    Several processes (``ranks``, :mod:`sim.distributed`): every rank holds the same global
+    ``p`` and the same ``generator`` state, so all draw the same minibatches; each computes its
+    share of every minibatch (:meth:`~sim.distributed.Ranks.share`), normalised by the
+    minibatch's global counts, and the gradients are summed over ranks before clipping by the
+    global norm: the update of one process on all of ``p``, up to float rounding.
     """
     params = [q for g in optimizer.param_groups for q in g["params"]]
     n = len(p)
@@ -346,10 +354,11 @@ def update_role(
             on_progress(f"update {role} epoch {epoch + 1}/{cfg.optim.mu}")
         perm = torch.randperm(n, generator=generator)
         for mb in torch.tensor_split(perm, n_mb):
+            mb, b_weight = ranks.share(mb, p.weight)
             b_tokens = p.tokens.select(mb)
             logp, ent = policy.token_logprobs(b_tokens)
             if count == 0:
-                logp_diff = _logp_diff(logp, b_tokens)
+                logp_diff = ranks.max(_logp_diff(logp, b_tokens))
             ref_logp = None
             if cfg.loss.kl_coef > 0:
                 with torch.no_grad():
@@ -368,7 +377,7 @@ def update_role(
                     eps_high=cfg.loss.eps_high,
                     ratio_level=cfg.loss.ratio_level,
                     agg=cfg.loss.agg,
-                    weights=p.weight[mb],
+                    weights=b_weight,
                     ref_logp=ref_logp,
                     kl_coef=cfg.loss.kl_coef,
                     entropy=ent,
@@ -376,11 +385,14 @@ def update_role(
                 )
             except ValueError as e:  # NaN/inf log-probs, entropies or advantages
                 raise fail(step, role, f"loss inputs are not finite: {e}{_LR_HINT}") from e
-            if not torch.isfinite(loss):
-                raise fail(step, role, f"loss is not finite ({loss.item()}){_LR_HINT}")
+            loss, st = ranks.global_loss(loss, st, cfg.loss.agg, b_tokens.mask, b_weight)
+            value = float(loss.detach()) if ranks.world == 1 else st["loss"]
+            if not math.isfinite(value):
+                raise fail(step, role, f"loss is not finite ({value}){_LR_HINT}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            gn = torch.nn.utils.clip_grad_norm_(params, max_norm)
+            ranks.reduce_grads(params)
+            gn = ranks.clip_grad_norm(params, max_norm)
             if not torch.isfinite(gn):
                 raise fail(step, role, f"gradient norm is not finite ({gn.item()}){_LR_HINT}")
             if gn > grad_limit:
@@ -395,12 +407,12 @@ def update_role(
                 optimizer.step()
             except RuntimeError as e:  # e.g. "value cannot be converted ... without overflow"
                 raise fail(step, role, f"optimizer step failed: {e}{_LR_HINT}") from e
-            st["loss"] = float(loss.detach())
+            st["loss"] = value
             st["grad_norm"] = float(gn)
             for k in LOSS_STATS:
                 sums[k] += st[k]
             count += 1
-    _check_params(cfg, role, params, step)
+    _check_params(cfg, role, params, step, ranks)
     out = {k: v / max(count, 1) for k, v in sums.items()}
     out["rollout_logp_diff"] = logp_diff
     out["tokens"] = float(p.tokens.mask.sum())
@@ -421,14 +433,19 @@ _LR_HINT = (
 
 
 @torch.no_grad()
-def _check_params(cfg: Any, role: str, params: list[torch.Tensor], step: int) -> None:
+def _check_params(
+    cfg: Any, role: str, params: list[torch.Tensor], step: int, ranks: Ranks = SINGLE
+) -> None:
     """The divergence guard on a role's parameters after its update."""
     if not params:
         return
     f64 = torch.float64  # huge but finite parameters must not overflow the norm
-    norm = torch.linalg.vector_norm(
-        torch.stack([torch.linalg.vector_norm(q.detach(), dtype=f64) for q in params])
-    )
+    if ranks.world == 1:
+        norm = torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(q.detach(), dtype=f64) for q in params])
+        )
+    else:  # sharded parameters: the norm of the whole
+        norm = ranks.sq_norm(params).sqrt()
     if not torch.isfinite(norm):
         bad = sum(int((~torch.isfinite(q)).sum()) for q in params)
         if bad:

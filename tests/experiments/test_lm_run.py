@@ -88,6 +88,10 @@ def test_a_saved_moe_folder_trains_with_lora_on_attention_and_experts_and_resume
     over = {**LM, "policy.model": str(folder), "policy.lora.rank": 4, "loss.kl_coef": 0.01}
     cfg = tiny_config("mgrpo/RubiksLogic-v0", steps=2, checkpoint_every=1, **over)
     run = Trainer(cfg, tmp_path / "run", progress=False)
+    from policies.lm_build import checkpointed
+
+    main = run.learner.policies["main"]  # a folder of real weights: gradient checkpointing on
+    assert checkpointed(main.model) and not main.prefix_cache
     base = run.learner.policies["main"].model.model.layers[0].self_attn.q_proj.base_layer.weight
     base0 = base.detach().clone()
     append_metrics(tmp_path / "run", run.train_step())
