@@ -51,6 +51,9 @@ _EXTRA = "split."
 """prefix of the per-rollout arrays the main side adds to a specialist's records (``extras``)"""
 
 
+POLL_S = 0.05
+"""the longest interval between two looks at the store's markers while a side waits (the
+first look after 1 ms, then doubling: :meth:`experiments.store.Run.wait_for`)"""
 QUIET_WAIT_S = 3.0
 """a side says what it waits for once a wait lasts this long (seconds)"""
 
@@ -129,6 +132,8 @@ class _Side:
         self.run_id = opts.run_id or default_run_id(config_text)
         owner = f"{socket.gethostname()}:{Path(run_dir).resolve()}"
         self.claims: list[Any] = []
+        self.waited = 0.0
+        """seconds this step spent waiting for the other side"""
         try:
             self.run = self.store.open_run(self.run_id, config_text)
             for r in self.local:
@@ -146,13 +151,18 @@ class _Side:
         for c in self.claims:
             c.check()
         first = min(QUIET_WAIT_S, self.opts.wait_timeout)
+        poll = POLL_S
         try:
-            return self.run.wait_for(step, roles, kind, timeout=first)
+            w = self.run.wait_for(step, roles, kind, timeout=first, poll=poll)
         except WaitTimeout:
             if first >= self.opts.wait_timeout:
                 raise
-        rest = self.opts.wait_timeout - first
-        return first + self.run.wait_for(step, roles, kind, timeout=rest, on_wait=self.log)
+            rest = self.opts.wait_timeout - first
+            w = first + self.run.wait_for(
+                step, roles, kind, timeout=rest, poll=poll, on_wait=self.log
+            )
+        self.waited += w
+        return w
 
     def close(self) -> None:
         """Release the claims and the database connections (idempotent)."""
@@ -184,6 +194,7 @@ class MainSide(_Side):
         L = self.learner
         progress = on_progress or (lambda phase: None)
         n = L.step
+        self.waited = 0.0
         if n > 0:
             progress("waiting for specialists")
             self._load_remote(n - 1)
@@ -208,7 +219,10 @@ class MainSide(_Side):
         for r in self.remote:
             metrics |= {k: v for k, v in self.run.get_metrics(n, r).items() if _owned(k, r)}
         metrics = _canonical_order(metrics, ("main", *L.roles))
+        t4 = time.perf_counter()
         row = L.finish_step(metrics, (t0, t1, t2, t3), batch.env_steps, progress)
+        row["time/split_wait_s"] = self.waited
+        row["time/split_after_update_s"] = t4 - t3
         self.run.put_metrics(n, "main", row)
         return row
 
@@ -224,6 +238,7 @@ class SubSide(_Side):
         L = self.learner
         progress = on_progress or (lambda phase: None)
         n = L.step
+        self.waited = 0.0
         progress("waiting for main")
         self.wait(n, self.local, "written")
         t0 = time.perf_counter()
@@ -243,7 +258,11 @@ class SubSide(_Side):
             self.run.put_weights(n, r, state_dict_to_bytes(L.policies[r].state_dict()))
             self.run.put_metrics(n, r, {k: v for k, v in metrics.items() if _owned(k, r)})
             self.run.mark(n, r, "published")
-        return L.finish_step(metrics, (t0, t1, t2, t3), 0, progress, evaluate=False)
+        t4 = time.perf_counter()
+        row = L.finish_step(metrics, (t0, t1, t2, t3), 0, progress, evaluate=False)
+        row["time/split_wait_s"] = self.waited
+        row["time/split_publish_s"] = t4 - t3
+        return row
 
     def _batch(self, n: int) -> RolloutBatch:
         """Step ``n``'s rollout batch as far as the local specialists' updates read it."""
