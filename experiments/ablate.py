@@ -27,7 +27,9 @@ run per env and seed (``DIR/<env>/stage1/seed<k>``; ``stage1_flat`` for ``single
 every stage-2 run of that seed starts from (``roles.<r>.init_from``) and waits for
 (:attr:`AblationRun.needs`; a failed one fails its dependants): see :mod:`experiments.stages`.
 Grid names beyond the variants: ``main_only_random_init``. ``[ablate.pilot]`` sets D by the
-paper's rule from a pilot run per env: see :mod:`experiments.pilot`.
+paper's rule from a pilot run per env: see :mod:`experiments.pilot`. On several machines:
+``--storage URL`` puts the cells in a database and ``--join`` works on them
+(:mod:`experiments.ablate_remote`).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ from experiments.pilot import read_table as read_pilot_table
 from experiments.stages import STAGE1_DIRS
 from sim.config import VARIANTS, TrainConfig
 
-__all__ = ["AblationRun", "add_parser", "plan", "run", "run_grid"]
+__all__ = ["AblationRun", "add_parser", "check_envs", "plan", "run", "run_grid"]
 
 SEEDS_MAX = 1000
 """the most seeds per variant"""
@@ -425,7 +427,19 @@ def summarize(out: Path, runs: list[AblationRun]) -> list[Path]:
     return written
 
 
-def add_parser(subparsers) -> None:
+def check_envs(runs: list[AblationRun]) -> None:
+    """``check_env`` (env settings, role names, memory) once per distinct env and variant."""
+    checked = set()
+    for r in runs:
+        grid_init = {k for k in r.flat if k.endswith(".init_from") and r.needs}
+        cfg = resolve({k: v for k, v in r.flat.items() if k not in grid_init})
+        key = (cfg.env.id, cfg.env.preset, repr(cfg.env.kwargs), repr(cfg.roles), cfg.variant)
+        if key not in checked:
+            checked.add(key)
+            check_env(cfg)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("ablate", help="run a grid of variants x seeds in parallel")
     p.add_argument("config", nargs="?", help="TOML config (may hold an [ablate] table)")
     p.add_argument(
@@ -446,6 +460,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard events")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
@@ -461,14 +476,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     runs = plan(args.config, args.set, out, variants, args.seeds, envs)
     check_output_dir(out)
-    checked = set()
-    for r in runs:  # env settings, role names, memory: once per distinct env and variant
-        grid_init = {k for k in r.flat if k.endswith(".init_from") and r.needs}
-        cfg = resolve({k: v for k, v in r.flat.items() if k not in grid_init})
-        key = (cfg.env.id, cfg.env.preset, repr(cfg.env.kwargs), repr(cfg.roles), cfg.variant)
-        if key not in checked:
-            checked.add(key)
-            check_env(cfg)
+    check_envs(runs)
     if not args.quiet:
         print(f"{len(runs)} runs -> {out} with {args.workers} worker(s)")
     t0 = time.perf_counter()

@@ -4,9 +4,11 @@ run, 130 interrupted (a checkpoint is written first).
     mgrpo train CONFIG [--set key=value ...] [--out DIR] [--resume] [--tensorboard]
                 [--role NAME ... --storage URL [--run-id ID] [--wait-timeout S]]
     mgrpo ablate CONFIG --variants a,b --seeds N --workers W --out DIR
+                 [--storage URL [--grid NAME] [--no-work]]
+    mgrpo ablate --storage URL --join [--grid NAME] [--workers W] [--out DIR]
     mgrpo sweep CONFIG --trials N --study NAME [--storage URL] --workers W
-    mgrpo plot RUN_DIR... [--out DIR]
-    mgrpo report DIR [--out FILE]
+    mgrpo plot RUN_DIR... [--out DIR]        mgrpo plot --storage URL [--grid NAME]
+    mgrpo report DIR [--out FILE]            mgrpo report --storage URL [--grid NAME]
     mgrpo check-math MODULE:FUNCTION --kind advantages|alignment|loss [--convention NAME]
     mgrpo eval RUN [--episodes N] [--seed S] [--sampled]
     mgrpo show RUN [--episode N] [--role NAME] [--untrained]
@@ -22,9 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from experiments import ablate, check_math, evaluate_cmd, plan, report, show
+from experiments import ablate_remote, check_math, evaluate_cmd, grid_report, plan, show
 from experiments.config import ConfigError
-from experiments.plots import cli as plots_cli
 from experiments.sweep import cli as sweep_cli
 
 # The modules above define their parsers only: each command imports what it needs (torch, optuna,
@@ -318,10 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory for large published weights (default: in the database)",
     )
     t.set_defaults(func=cmd_train)
-    ablate.add_parser(sub)
+    ablate_remote.add_parser(sub)  # mgrpo ablate, with --storage / --join
     sweep_cli.add_parser(sub)
-    plots_cli.add_parser(sub)
-    report.add_parser(sub)
+    grid_report.add_parsers(sub)  # mgrpo plot and mgrpo report, with --storage / --grid
     check_math.add_parser(sub)
     evaluate_cmd.add_parser(sub)
     show.add_parser(sub)

@@ -5,8 +5,8 @@ Runs are *seeds of one line* when they share the env id and the variant and thei
 ``config.toml`` is the same once these keys are set aside:
 
 - ``seed`` itself;
-- run mechanics that do not change what is trained: ``threads`` (torch threads) and
-  ``checkpoint_every`` (see :data:`MECHANICS`);
+- run mechanics that do not change what is trained: ``threads`` (torch threads),
+  ``checkpoint_every`` and ``eval.final_episodes`` (see :data:`MECHANICS`);
 - seed-derived ``roles.<role>.init_from`` paths: a stage-2 run that starts from the stage-1 run
   *of its own seed*. A path is seed-derived when its run dir (the path, or its parent when it
   names a ``.pt`` file) is called ``s<seed>`` with the run's own seed, or holds a
@@ -62,8 +62,8 @@ __all__ = [
     "short_key",
 ]
 
-MECHANICS = ("threads", "checkpoint_every")
-"""top-level keys that do not change what is trained: never split a line"""
+MECHANICS = ("threads", "checkpoint_every", "eval.final_episodes")
+"""keys that do not change what is trained: never split a line"""
 SEED_DERIVED = "<seed>"
 """what the last component of a seed-derived ``init_from`` path compares as"""
 _SHORT = {

@@ -1,13 +1,17 @@
-"""A Markdown report of an ablation directory (issue 6, items 4 and 7): ``mgrpo report DIR``.
+"""A Markdown report of an ablation directory (issues 6 and 16): ``mgrpo report DIR``.
 
 :func:`write_report` finds the run dirs under ``DIR`` (any depth), writes the summary tables
-(``DIR/summary.csv``, ``DIR/summary.md``), the figures (``DIR/plots/``, via
-:func:`experiments.plots.plot_runs`) and ``REPORT.md`` (or ``out``) with: the settings (budget =
-steps x B x K, seeds, variants, keys that differ between runs), the table per env, a short
-factual "what was measured" text per env (ordering of final success with 95% CIs, Welch tests at
-0.05 against ``mgrpo``, stability and completion time, and the paper's two comparisons where their
-variants are present), and the figures as relative links. Study figures already in
-``DIR/plots/study_*.png`` (from ``mgrpo plot --storage``) are linked too.
+(``DIR/summary.csv``, ``DIR/summary.md``: :mod:`experiments.summary`), the claims table
+(``DIR/claims.md``, ``DIR/claims.json``: :mod:`experiments.claims`), the figures
+(``DIR/plots/``, via :func:`experiments.plots.plot_runs`) and ``REPORT.md`` (or ``out``) with:
+the settings (budget = steps x B x K, seeds, variants, keys that differ between runs), the claims
+of the paper and the article against the measurements, and per env the summary table, every
+run's own values, a short factual "what was measured" text (:mod:`experiments.report_text`:
+final success with seed-bootstrap intervals, paired permutation tests by seed against the
+baseline with Holm's correction, stability, steps to threshold, completion time), the success
+versus time table, and the figures with captions (seeds, band, EMA weight) as relative links.
+Study figures already in ``DIR/plots/study_*.png`` (from ``mgrpo plot --storage``) are linked
+too.
 
 Rows and lines are runs of one env, variant and config over seeds (:mod:`experiments.grouping`):
 a variant whose runs differ beyond the seed gets one labelled row and line per config, a notice
@@ -18,32 +22,19 @@ same config; ``--strict`` refuses such a directory instead (exit 2, one line per
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from experiments.grouping import check_strict, config_key, notices
+from experiments.report_text import ALPHA, measured_text
 from experiments.stages import is_stage1_dir
 
 if TYPE_CHECKING:
     from experiments.stats import Run
 
-__all__ = ["write_report", "measured_text", "add_parser", "run"]
-
-ALPHA = 0.05
-"""significance level of the Welch tests in the text"""
-_FIG_CAPTIONS = {
-    "success": "Greedy evaluation success vs training step (mean over seeds, 95% band), "
-    "oracle success dashed.",
-    "reward_main": "Stability: main agent's training reward, raw per seed (thin) and "
-    "EMA-smoothed mean with 95% band.",
-    "calls": "Distribution of the per-step mean specialist calls d_k, alignment target D dashed.",
-    "alignment": "Alignment counters per step: rows duplicated, dropped and empty.",
-    "category_errors": "Category-error rate of tool calls during training.",
-    "constraints_kept": "Share of constraints kept during training.",
-}
+__all__ = ["ALPHA", "add_parser", "measured_text", "run", "write_report"]
 
 
 def _flat(d: dict[str, Any]) -> dict[str, Any]:
@@ -51,13 +42,6 @@ def _flat(d: dict[str, Any]) -> dict[str, Any]:
     from experiments.config import flatten
 
     return flatten(d)
-
-
-def _ci(row: dict[str, Any]) -> str:
-    m, lo, hi = row["final_success"], row["final_success_lo"], row["final_success_hi"]
-    if math.isnan(m):
-        return "n/a"
-    return f"{m:.3f}" + ("" if math.isnan(lo) else f" [{lo:.3f}, {hi:.3f}]")
 
 
 def _settings(env: str, runs: list[Run]) -> list[str]:
@@ -104,105 +88,6 @@ def _settings(env: str, runs: list[Run]) -> list[str]:
 
 def _join(xs: list[Any]) -> str:
     return str(xs[0]) if len(xs) == 1 else "{" + ", ".join(map(str, xs)) + "}"
-
-
-def _pvalue_text(row: dict[str, Any]) -> str:
-    p = row.get("p_value")
-    if p is None:
-        return "Welch p n/a (fewer than 2 seeds on a side or zero variance)"
-    verdict = "significant" if p < ALPHA else "not significant"
-    return f"Welch p = {p:.3g}, {verdict} at {ALPHA}"
-
-
-def _name(row: dict[str, Any]) -> str:
-    return row.get("line") or row["variant"]
-
-
-def measured_text(table: list[dict[str, Any]], baseline: str = "mgrpo") -> list[str]:
-    """Factual sentences for one env's rows of :func:`~experiments.stats.summary_table`. Rows
-    are named by their line (the variant, plus the differing config keys when a variant has
-    several configs); each is compared with its own baseline line (``baseline_line``)."""
-    rows = [r for r in table if not math.isnan(r["final_success"])]
-    out: list[str] = []
-    if not rows:
-        return ["No run has an evaluation yet."]
-    order = sorted(rows, key=lambda r: -r["final_success"])
-    text = f"`{_name(order[0])}` {_ci(order[0])}"
-    for prev, r in zip(order, order[1:], strict=False):
-        rel = ">" if prev["final_success"] > r["final_success"] else "="
-        text += f" {rel} `{_name(r)}` {_ci(r)}"
-    out.append(f"Final greedy success, mean over seeds [95% CI], highest first: {text}.")
-    bases = [r for r in table if r["variant"] == baseline]
-    if not bases:
-        out.append(f"No `{baseline}` runs, so no comparison against it.")
-    else:
-        for r in table:
-            against = r.get("baseline_line", baseline)
-            if r["variant"] == baseline and against == _name(r):
-                continue
-            if against is None:
-                out.append(
-                    f"`{_name(r)}`: no `{baseline}` line with the same config, so no comparison."
-                )
-                continue
-            out.append(
-                f"`{_name(r)}` vs `{against}`: difference in final success "
-                f"{r['diff_vs_baseline']:+.3f}; {_pvalue_text(r)}."
-            )
-    stab = [r for r in table if not math.isnan(r["reward_change_std"])]
-    if stab:
-        stab.sort(key=lambda r: r["reward_change_std"])
-        out.append(
-            "Stability of the main reward (std of step-to-step change, lower first): "
-            + ", ".join(f"`{_name(r)}` {r['reward_change_std']:.4f}" for r in stab)
-            + "; worst EMA drawdown: "
-            + ", ".join(f"`{_name(r)}` {r['worst_drawdown']:.4f}" for r in stab)
-            + "."
-        )
-    if any(b["sim_time"] and not math.isnan(b["sim_time"]) for b in bases):
-        parts = [
-            f"`{_name(r)}` {r['sim_time']:.3g} (x{r['sim_time_ratio']:.3f})"
-            for r in table
-            if r["sim_time_ratio"] is not None and not math.isnan(r["sim_time"])
-        ]
-        out.append(
-            f"Simulated completion time of an evaluation episode (ratio to `{baseline}`): "
-            + ", ".join(parts)
-            + "."
-        )
-    variants = [r["variant"] for r in table]
-    by = {r["variant"]: r for r in table if variants.count(r["variant"]) == 1}
-    out += _paper_claims(by, baseline)
-    return out
-
-
-def _paper_claims(by: dict[str, dict[str, Any]], baseline: str) -> list[str]:
-    """The paper's two comparisons, stated against the measured numbers (only with variants
-    drawn as one line each: ``by`` holds those)."""
-    out = []
-    trio = ["mgrpo", "main_only", "single_agent"]
-    if all(v in by for v in trio) and baseline == "mgrpo":
-        means = [by[v]["final_success"] for v in trio]
-        holds = means[0] > means[1] > means[2]
-        p1 = by["main_only"]["p_value"]
-        sig = "significant" if p1 is not None and p1 < ALPHA else "not significant"
-        out.append(
-            "Paper's ordering co-train > main-only > single-agent: the measured means "
-            + ("follow" if holds else "do not follow")
-            + " it ("
-            + ", ".join(f"{v} {m:.3f}" for v, m in zip(trio, means, strict=True))
-            + f"); mgrpo vs main_only is {sig} at {ALPHA}."
-        )
-    if all(v in by for v in ("mgrpo", "no_alignment", "async_queue")):
-        s = {v: by[v]["reward_change_std"] for v in ("mgrpo", "no_alignment", "async_queue")}
-        low = min(s, key=lambda v: s[v])
-        out.append(
-            "Paper's synchronization claim (mgrpo more stable than no_alignment and "
-            f"async_queue): the lowest std of reward change is `{low}` ("
-            + ", ".join(f"{v} {x:.4f}" for v, x in s.items())
-            + ")."
-        )
-    return out
 
 
 def _env_kwargs(runs: list[Run]) -> dict[str, Any]:
@@ -291,14 +176,10 @@ def write_report(
     settings. Each env gets a success-versus-time table and figure
     (:mod:`experiments.time_table`) with ``oracle`` and ``oracle_flat`` on
     ``baseline_queries`` held-out queries (0: no reference rows)."""
-    from experiments.plots.runs import env_prefix, plot_runs
-    from experiments.stats import (
-        format_markdown,
-        group_runs,
-        load_runs,
-        summary_table,
-        write_summary,
-    )
+    from experiments.claims import claims_table, format_claims, write_claims
+    from experiments.plots.runs import env_prefix, plot_runs_captioned
+    from experiments.stats import group_runs, load_runs, summary_table
+    from experiments.tables import format_markdown, format_per_seed, write_summary
 
     root = Path(dir)
     if not root.is_dir():
@@ -325,24 +206,34 @@ def write_report(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     table = summary_table(runs, baseline=baseline)
     write_summary(table, root, baseline)
+    claims = claims_table(runs, table)  # per-seed values: the same for any baseline
+    write_claims(claims, root)
     plots_dir = root / "plots"
-    figs = plot_runs(runs, plots_dir, notify=False)
+    figs = plot_runs_captioned(runs, plots_dir, notify=False, oracle_queries=baseline_queries)
     here = out_path.parent
 
     lines = [f"# Report: {root.name}", ""]
     lines += [
         f"Generated by `mgrpo report` from {len(runs)} run(s) under `{_rel(root, here)}/`. "
-        f"Baseline for the comparisons: `{baseline}`. Tables also in `summary.csv`/`summary.md`.",
+        f"Baseline for the comparisons: `{baseline}`. Tables also in `summary.csv`/`summary.md` "
+        "and `claims.md`/`claims.json`.",
         "",
-        "Columns: final success = `eval/success_greedy` at each run's last evaluation, mean over "
-        "seeds with a 95% t interval (not clipped to [0, 1]; figures clip their bands); "
-        "AUC = mean greedy success over the evaluation points; "
-        "steps to threshold = first step with `eval/oracle_fraction` >= 0.9 (mean over the seeds "
-        "that reached it); std of reward change = std of step-to-step changes of "
-        "`main/reward_mean`; worst drawdown = largest drop of its EMA below the running maximum; "
-        "d_k = mean specialist calls per episode; duplicated/dropped/empty = alignment rows per "
-        "step (all specialists); sim time = `eval/sim_time` at the last evaluation; Welch p = "
-        f"two-sided Welch t-test of final success against `{baseline}`.",
+        "Columns: final success = greedy held-out success (`eval/success_greedy`), mean of each "
+        "run's last 3 evaluations, mean over seeds with a 95% seed-bootstrap percentile interval "
+        "(inside [0, 1]; `*`: Clopper-Pearson over the pooled evaluation episodes when the seeds "
+        "are all equal), then each seed's value; final eval = the larger evaluation after the "
+        "last step (`eval.final_episodes`); diff vs baseline = mean over seed pairs of the "
+        "difference (runs of one seed share their evaluation queries) with its bootstrap "
+        f"interval; p = exact two-sided paired permutation test against `{baseline}`, "
+        "Holm-adjusted over the env's table (raw p in parentheses); AUC = mean greedy success "
+        "over the evaluations; steps to threshold = Kaplan-Meier median of the first step of 3 "
+        "consecutive evaluations with `eval/oracle_fraction` >= 0.9 (seeds that never get there "
+        "censored; seeds reached in parentheses); stability ratio = variance of the step-to-step "
+        "change of the main agent's training success (`main/correct_rate`) over the binomial "
+        "variance at its level (lower: steadier; levels at 0 or 1 left out); collapses = drops "
+        "of its EMA (weight 0.9) by more than 0.3 (seeds with one); d_k = mean specialist calls "
+        "per episode; duplicated/dropped/empty = alignment rows per rollout (all specialists); "
+        "sim time = `eval/sim_time`, last 3 evaluations.",
         "",
     ]
     if notes:
@@ -356,6 +247,7 @@ def write_report(
             "```",
             "",
         ]
+    lines += ["## Claims of the paper and the article", "", format_claims(claims)]
     by_env: dict[str, list[Run]] = {}
     for r in runs:
         by_env.setdefault(r.env_id, []).append(r)
@@ -370,25 +262,19 @@ def write_report(
                 f"- stage-1 runs (the checkpoints stage 2 starts from; not in the tables): {names}"
             )
         lines += [""]
-        lines += ["### Summary", "", format_markdown(rows, baseline), "### What was measured", ""]
+        lines += ["### Summary", "", format_markdown(rows, baseline)]
+        lines += ["### Per seed", "", format_per_seed(rows), "### What was measured", ""]
         lines += [f"- {s}" for s in measured_text(rows, baseline)] + [""]
         short = env_prefix(env)
         fig = plots_dir / f"{short}_success_vs_time.png"
         lines += _time_section(env, by_env[env], fig, here, baseline_queries)
         lines += _time_notes(baseline_queries)
-        env_figs = [f for f in figs if f.name.startswith(short + "_")]
+        env_figs = [(f, cap) for f, cap in figs if f.name.startswith(short + "_")]
         if env_figs:
             lines += ["### Figures", ""]
-            for f in env_figs:
+            for f, cap in env_figs:
                 kind = f.stem.removeprefix(short + "_")
-                cap = _FIG_CAPTIONS.get(kind)
-                if cap is None and kind.startswith("reward_"):
-                    role = kind.removeprefix("reward_")
-                    cap = (
-                        f"Stability: specialist `{role}`'s training reward, raw per seed (thin) "
-                        "and EMA-smoothed mean with 95% band."
-                    )
-                lines += [f"![{kind}]({_rel(f, here)})", "", f"*{cap or kind}*", ""]
+                lines += [f"![{kind}]({_rel(f, here)})", "", f"*{cap}*", ""]
     study = sorted(plots_dir.glob("study_*.png")) if plots_dir.is_dir() else []
     if study:
         lines += ["## Hyperparameter study", ""]
@@ -403,10 +289,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``mgrpo report`` on an ``argparse`` subparsers object."""
     p = subparsers.add_parser(
         "report",
-        help="Markdown report (tables, figures, measured comparisons) of an ablation directory",
-        description="Write DIR/REPORT.md (or --out), DIR/summary.{csv,md} and DIR/plots/*.png.",
+        help="Markdown report (tables, claims, figures, measured comparisons) of an ablation "
+        "directory",
+        description="Write DIR/REPORT.md (or --out), DIR/summary.{csv,md}, DIR/claims.{md,json} "
+        "and DIR/plots/*.png. Intervals: 95%% seed-bootstrap percentile (Clopper-Pearson over "
+        "pooled episodes when the seeds are all equal); tests: exact paired permutation by "
+        "seed, Holm-adjusted per table.",
     )
-    p.add_argument("dir", metavar="DIR", help="directory holding run dirs (any depth)")
+    p.add_argument(
+        "dir",
+        metavar="DIR",
+        nargs="?",
+        help="directory holding run dirs (any depth); with --storage: where the grid's run "
+        "dirs are copied",
+    )
     p.add_argument("--out", metavar="FILE", help="report path (default: DIR/REPORT.md)")
     p.add_argument("--baseline", default="mgrpo", help="variant compared against (default mgrpo)")
     p.add_argument(
@@ -421,7 +317,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=2000,
         metavar="N",
         help="held-out queries of the oracle and oracle_flat rows of the success-vs-time table "
-        "(default 2000; 0: leave them out)",
+        "and of the oracle's d_k in the d_k figure (default 2000; 0: leave them out)",
     )
     p.set_defaults(func=run)
     return p

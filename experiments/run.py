@@ -4,7 +4,8 @@
 everything around it: the run directory (one writer at a time: ``experiments.lock``), atomic
 checkpoints, ``metrics.jsonl``, TensorBoard, the progress bar (with the phase of a slow step),
 Ctrl-C (finish the step, write a checkpoint, raise ``KeyboardInterrupt``), a stop on bad numbers
-(``TrainingError`` saying which checkpoint is left), ``roles.<name>.init_from`` (read from another
+(``TrainingError`` saying which checkpoint is left), the larger final evaluation
+(``eval.final_episodes``: :func:`final_evaluation`), ``roles.<name>.init_from`` (read from another
 run's checkpoint) and resume.
 
 From a notebook::
@@ -27,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from experiments.checkpoint import (
     CHECKPOINT,
     append_metrics,
@@ -38,9 +41,45 @@ from experiments.lock import RunDirError, RunDirLock, acquire_run_dir
 from experiments.split import SplitOptions
 from sim.config import TrainConfig
 from sim.distributed import init_ranks
-from sim.trainer import Learner, TrainingError
+from sim.trainer import HELDOUT, Learner, TrainingError, make_env
 
-__all__ = ["RunDirError", "Trainer", "TrainingError"]
+__all__ = ["FINAL_QUERIES", "RunDirError", "Trainer", "TrainingError", "final_evaluation"]
+
+FINAL_QUERIES = HELDOUT + 2**40
+"""the first query id of the final evaluations (held out, apart from the periodic ones)"""
+
+
+def final_evaluation(learner: Learner, episodes: int) -> dict[str, Any]:
+    """The larger evaluation after the last step (``eval.final_episodes``, issue 16): the keys
+    of :meth:`~sim.trainer.Learner.evaluate` (sampled and greedy success, category errors, d_k,
+    completion time, oracle fraction) as ``eval/final_<name>``, plus ``eval/final_episodes``.
+
+    The queries ``FINAL_QUERIES + seed * episodes + i`` are the same for every variant of a seed
+    (paired comparisons); the policies sample from their own streams (``own_streams``), so the
+    training trajectory is unchanged. Every rank calls it (each plays its share)."""
+    from policies.lm_fsdp import full_params
+    from sim.rollout import own_streams
+
+    cfg = learner.cfg
+    n = max(episodes, learner.ranks.world)
+    queries = FINAL_QUERIES + cfg.seed * n + np.arange(n, dtype=np.int64)
+    seeds = [HELDOUT // 2 + i for i in range(n)]
+    periodic, learner.eval_env = learner.eval_env, make_env(cfg, learner.ranks.count(n))
+    try:  # the periodic evaluation's code on the final queries
+        base = cfg.seed * 1_000_003 + 999_331 + 7_919 * learner.ranks.rank  # as evaluate()
+        with own_streams(learner.policies, base):
+            with full_params(learner.policies.values()):
+                out = learner._evaluate(queries, seeds)
+    finally:
+        learner.eval_env.close()
+        learner.eval_env = periodic
+    res: dict[str, Any] = {
+        f"eval/final_{k.removeprefix('eval/')}": v
+        for k, v in out.items()
+        if k != "eval/oracle_success"
+    }
+    res["eval/final_episodes"] = n
+    return res
 
 
 def _role_params(cfg: TrainConfig, roles: list[str]) -> dict[str, tuple[dict, str]]:
@@ -298,6 +337,12 @@ class Trainer:
                 if ticker is not None:
                     ticker.begin(f"step {lr.step + 1}")
                 row = self.train_step(ticker)
+                last = lr.step == cfg.steps
+                n_final = cfg.eval.final_episodes
+                if last and n_final > 0 and (self.side is None or self.side.needs_oracle):
+                    if ticker is not None:
+                        ticker.begin(f"step {lr.step}", f"final evaluation ({n_final} episodes)")
+                    row |= final_evaluation(lr, n_final)
                 if ticker is not None:
                     ticker.end()
                 if self.ranks.main:
@@ -306,7 +351,6 @@ class Trainer:
                     for k, v in row.items():
                         if k != "step" and isinstance(v, int | float):
                             writer.add_scalar(k, v, row["step"])
-                last = lr.step == cfg.steps
                 self._stop = self.ranks.max(float(self._stop)) > 0  # a Ctrl-C seen by any rank
                 if lr.step % cfg.checkpoint_every == 0 or last or self._stop:
                     self.save()

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BASELINE_NAMES",
+    "baseline_result",
     "baseline_rows",
     "format_time_table",
     "plot_success_vs_time",
@@ -117,9 +118,16 @@ def baseline_rows(
     return rows, notes
 
 
+def baseline_result(env_id: str, name: str, n: int, kwargs: dict[str, Any]) -> Any:
+    """``envs.evaluate_baseline(env_id, name, n_queries=n, **kwargs)``'s ``success``,
+    ``sim_time``, ``time_per_success`` and ``calls`` (mean d_k per role), cached beside the
+    oracle reference (:mod:`experiments.oracle_cache`: keyed by the env's code version; a cache
+    that cannot be read or written is skipped, never an error)."""
+    return _cached(env_id, name, n, {k: v for k, v in kwargs.items() if k != "flat"})
+
+
 def _cached(env_id: str, name: str, n: int, kwargs: dict[str, Any]) -> Any:
-    """``envs.evaluate_baseline``, cached beside the oracle reference
-    (:mod:`experiments.oracle_cache`: keyed by the env's code version; never an error)."""
+    """``envs.evaluate_baseline``, cached (see :func:`baseline_result`)."""
     import hashlib
     import json
     from types import SimpleNamespace
@@ -129,12 +137,15 @@ def _cached(env_id: str, name: str, n: int, kwargs: dict[str, Any]) -> Any:
 
     key = json.dumps([env_id, name, n, sorted(kwargs.items()), env_code_version()], default=str)
     path = cache_dir() / "baselines" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+    fields = ("success", "sim_time", "time_per_success", "calls")
     try:
-        return SimpleNamespace(**json.loads(path.read_text()))
+        rec = json.loads(path.read_text())
+        if all(f in rec for f in fields):  # an older record without calls: recompute
+            return SimpleNamespace(**rec)
     except (OSError, ValueError, TypeError):
         pass
     res = envs.evaluate_baseline(env_id, name, n_queries=n, **kwargs)
-    rec = {f: getattr(res, f, None) for f in ("success", "sim_time", "time_per_success")}
+    rec = {f: getattr(res, f, None) for f in fields}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(rec))

@@ -250,11 +250,16 @@ class EvalConfig:
     oracle_episodes: int = 2000
     """held-out episodes for the oracle reference (``eval/oracle_fraction``); 0 skips it
     (<= 100_000)"""
+    final_episodes: int = 2000
+    """held-out episodes of one larger evaluation after the last step, logged in the last row as
+    ``eval/final_*`` (``eval/final_success_greedy``, ``eval/final_episodes``, ...); 0 skips it
+    (<= 65_536)"""
 
     def __post_init__(self) -> None:
         _int("eval.every", self.every, 1, STEPS_MAX)
         _int("eval.episodes", self.episodes, 1, 65_536)
         _int("eval.oracle_episodes", self.oracle_episodes, 0, 100_000)
+        _int("eval.final_episodes", self.final_episodes, 0, 65_536)
 
 
 @dataclass

@@ -1,27 +1,35 @@
-"""Figures of runs and studies (issue 6, item 3): ``mgrpo plot RUN_DIR... [--out DIR]``.
+"""Figures of runs and studies (issues 6 and 16): ``mgrpo plot RUN_DIR... [--out DIR]``.
 
 :func:`plot_runs` writes, per environment (file names start with the env's short name, e.g.
-``invasivespecies_``):
+``invasivespecies_``; the figures are drawn by :mod:`experiments.plots.curves`):
 
-- ``reward_<role>.png`` per role (``main``, each specialist): the stability curves of the M-GRPO
-  paper: each seed's raw ``<role>/reward_mean`` as a thin transparent line, and per variant the
-  mean over seeds of the EMA-smoothed curve with a 95% t band across seeds;
-- ``success.png``: greedy evaluation success vs training step, mean and 95% band per variant, the
-  oracle's success as a dashed line;
-- ``calls.png``: the distribution of the per-step mean calls ``d_k`` of each specialist
-  (``<role>/calls_mean``, pooled over steps and seeds) per variant, with the alignment target D;
-- ``alignment.png``: alignment counters (duplicated, dropped, empty rows per step) per specialist;
-- ``category_errors.png`` (when any step has category errors, i.e. Rubik's) and
-  ``constraints_kept.png`` (species): per-step share over training.
+- ``success.png``: greedy held-out success at each evaluation: each seed a thin line (bimodal
+  seeds stay visible), the mean over seeds thick with its band; the larger final evaluation
+  (``eval.final_episodes``) as a diamond with its interval right of the last step; the oracle's
+  success dashed;
+- ``reward_<role>.png`` per role (``main``, each specialist): one panel per line, each seed's raw
+  ``<role>/reward_mean`` thin, the mean over seeds of the EMA-smoothed curves thick with its band;
+  lines without the role (the single agent's ``sub``) left out and named;
+- ``calls.png``: d_k (``<role>/calls_mean``) against the step per specialist, EMA mean and band
+  per line, with the env's oracle's d_k (``--oracle-queries``) and the alignment target D;
+- ``alignment.png``: alignment counters per rollout (duplicated and dropped rows, rollouts with
+  no sub row); counters that are 0 at every step and lines that do not align are left out and
+  named;
+- ``category_errors.png`` and ``constraints_kept.png``: ``eval/category_error_rate`` and
+  ``eval/constraints_kept`` of the evaluation episodes; lines without the metric (and, for the
+  constraints, lines at 0 in every evaluation: undefined) left out and named; no figure when
+  every value is 0.
 
-A line is a variant over its seeds; runs of one variant whose configs differ beyond the seed are
-separate lines labelled by the keys that differ (:mod:`experiments.grouping`), with a notice on
-stderr (``mgrpo plot --strict`` refuses them instead).
-
-The x axis is the training step (updates done when the row was logged, from 1); the top axis
-gives the samples (episodes, ``step x B x K``) when all runs of the env share B x K.
-:func:`plot_study` draws an Optuna study (history, importances, D x w contour).
-Matplotlib's Agg backend; Optuna's plots inside ``plt.style.context("default")``.
+Every band is the 95% seed-bootstrap percentile interval of the mean (2,000 resamples); every
+figure states its seeds, band and EMA weight in a caption under the plot
+(:func:`~experiments.plots.runs.plot_runs_captioned` returns the captions too). A line is a
+variant over its seeds; runs of one variant whose configs differ beyond the seed are separate
+lines labelled by the keys that differ (:mod:`experiments.grouping`), with a notice on stderr
+(``mgrpo plot --strict`` refuses them instead). The x axis is the training step (updates done
+when the row was logged, from 1); the top axis gives the samples (episodes, ``step x B x K``)
+when all runs of the env share B x K. :func:`plot_study` draws an Optuna study (history,
+importances, D x w contour). Matplotlib's Agg backend; Optuna's plots inside
+``plt.style.context("default")``.
 """
 
 from __future__ import annotations
@@ -33,13 +41,22 @@ _EXPORTS = {
     "add_parser": "experiments.plots.cli",
     "run": "experiments.plots.cli",
     "plot_runs": "experiments.plots.runs",
+    "plot_runs_captioned": "experiments.plots.runs",
     "variant_colors": "experiments.plots.runs",
     "variant_styles": "experiments.plots.runs",
     "plot_study": "experiments.plots.study",
 }
 """names imported on first use (PEP 562): ``mgrpo --help`` loads no matplotlib"""
 
-__all__ = ["plot_runs", "plot_study", "add_parser", "run", "variant_colors", "variant_styles"]
+__all__ = [
+    "add_parser",
+    "plot_runs",
+    "plot_runs_captioned",
+    "plot_study",
+    "run",
+    "variant_colors",
+    "variant_styles",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""``mgrpo plot RUN_DIR... [--out DIR] [--storage URL --study NAME]``."""
+"""``mgrpo plot RUN_DIR... [--out DIR] [--oracle-queries N] [--storage URL --study NAME]``."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``mgrpo plot`` on an ``argparse`` subparsers object."""
     p = subparsers.add_parser(
         "plot",
-        help="plot runs (stability curves, success, d_k, alignment) and optionally a study",
-        description="Plot run dirs: a directory holding run dirs (any depth) expands to them.",
+        help="plot runs (success, reward per role, d_k, alignment, eval shares) and optionally "
+        "a study",
+        description="Plot run dirs: a directory holding run dirs (any depth) expands to them. "
+        "Every figure states its seeds, band (95%% seed-bootstrap percentile interval of the "
+        "mean) and EMA weight under the plot.",
     )
     p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run dirs or dirs of run dirs")
     p.add_argument("--out", help="output directory (default: <first RUN_DIR>/plots)")
@@ -26,6 +29,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="refuse runs of one variant whose configs differ beyond the seed (exit 2) "
         "instead of drawing one line per config",
+    )
+    p.add_argument(
+        "--oracle-queries",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="held-out queries of the oracle's d_k line in the d_k figure (default 2000, "
+        "cached; 0: leave it out)",
     )
     p.set_defaults(func=run)
     return p
@@ -62,7 +73,14 @@ def run(args: argparse.Namespace) -> int:
         study = None
         if args.storage:
             study = load_study(args.storage, _study_name(args.storage, args.study))
-        written = plot_runs(args.run_dirs, out, strict=args.strict) if args.run_dirs else []
+        n = getattr(args, "oracle_queries", 2000)
+        if n < 0:
+            raise ValueError(f"--oracle-queries {n}: give 0 (leave the line out) or more")
+        written = (
+            plot_runs(args.run_dirs, out, strict=args.strict, oracle_queries=n)
+            if args.run_dirs
+            else []
+        )
         if study is not None:
             written += plot_study(study, out)
     except ValueError as e:

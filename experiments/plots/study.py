@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.plots.runs import DPI  # noqa: E402
+from experiments.plots.draw import DPI  # noqa: E402
 
 __all__ = ["load_study", "plot_study"]
 

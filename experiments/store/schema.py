@@ -5,23 +5,36 @@ Every table is prefixed ``mgrpo_`` so that the store can share a database with a
 (``--storage`` names one URL for both). Times are Unix seconds (float); ``step`` is the training
 step (0-based, as ``Trajectories.version``); ``role`` is ``main`` or a specialist's name.
 
-==================  ===========================  ============================================
-table               key                          holds
-==================  ===========================  ============================================
-``mgrpo_meta``      key                          ``schema_version``
-``mgrpo_runs``      run_id                       config hash (sha256 of the config text),
-                                                 config text, created
-``mgrpo_sub_steps`` run_id, step, role           one role's sub rows of one step: row count,
-                                                 per-step layout, extras, digest
-``mgrpo_sub_rows``  run_id, step, role,          one sub trajectory: query, c_M, f_S, e_S,
-                    rollout, invocation          finish order, policy version, records blob
-``mgrpo_markers``   run_id, step, role, kind     that ``kind`` happened (written, consumed,
-                                                 published, ...)
-``mgrpo_metrics``   run_id, step, role           a JSON dict
-``mgrpo_weights``   run_id, step, role           safetensors bytes inline, or a file in the
-                                                 blob directory; sha256 and size
-``mgrpo_claims``    run_id, role                 which process holds the role, heartbeat
-==================  ===========================  ============================================
+=====================  =========================  ============================================
+table                  key                        holds
+=====================  =========================  ============================================
+``mgrpo_meta``         key                        ``schema_version``
+``mgrpo_runs``         run_id                     config hash (sha256 of the config text),
+                                                  config text, created
+``mgrpo_sub_steps``    run_id, step, role         one role's sub rows of one step: row count,
+                                                  per-step layout, extras, digest
+``mgrpo_sub_rows``     run_id, step, role,        one sub trajectory: query, c_M, f_S, e_S,
+                       rollout, invocation        finish order, policy version, records blob
+``mgrpo_markers``      run_id, step, role, kind   that ``kind`` happened (written, consumed,
+                                                  published, ...)
+``mgrpo_metrics``      run_id, step, role         a JSON dict
+``mgrpo_weights``      run_id, step, role         safetensors bytes inline, or a file in the
+                                                  blob directory; sha256 and size
+``mgrpo_claims``       run_id, role               which process holds the role, heartbeat
+``mgrpo_grids``        grid                       an ablation grid: plan hash, cell count
+``mgrpo_cells``        grid, cell                 one cell (its run dir relative to ``--out``):
+                                                  spec JSON, state, owner, heartbeat, attempts,
+                                                  error, result JSON
+``mgrpo_cell_needs``   grid, cell, need           a cell that must be done before ``cell``
+``mgrpo_grid_pilots``  grid, path                 an env's pilot D (``[ablate.pilot]``); the
+                                                  first writer's value stays
+=====================  =========================  ============================================
+
+The grid tables are used by :mod:`experiments.grid_store` and :mod:`experiments.grid_files`
+(``mgrpo ablate --storage``).
+
+Schema versions: 1 (the split-trainer tables), 2 (adds the grid tables). A store of version 1
+is upgraded in place when opened (version 2 only adds tables); any other version is refused.
 """
 
 from __future__ import annotations
@@ -46,6 +59,7 @@ from sqlalchemy import (
     literal_column,
     select,
     text,
+    update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -55,8 +69,12 @@ from experiments.store.errors import SchemaVersionError
 __all__ = [
     "SCHEMA_VERSION",
     "bulk_insert",
+    "cell_needs",
+    "cells",
     "claims",
     "ensure_schema",
+    "grid_pilots",
+    "grids",
     "insert_ignore",
     "markers",
     "meta",
@@ -69,8 +87,10 @@ __all__ = [
     "weights",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """version of the tables below; a store of another version is refused with both named"""
+UPGRADES_FROM = (1,)
+"""older versions whose stores are upgraded in place (the newer versions only add tables)"""
 
 _PG_LOCK_KEY = 0x6D67_7270_6F00  # pg_advisory_xact_lock key serialising schema creation
 
@@ -176,6 +196,54 @@ claims = Table(
     Column("stale_after", Double, nullable=False),  # seconds, the holder's own
 )
 
+grids = Table(
+    "mgrpo_grids",
+    metadata,
+    Column("grid", String(64), primary_key=True),
+    Column("plan_hash", String(64), nullable=False),  # sha256 of the cells' specs
+    Column("n_cells", Integer, nullable=False),
+    Column("created", Double, nullable=False),
+)
+
+cells = Table(
+    "mgrpo_cells",
+    metadata,
+    Column("grid", String(64), ForeignKey("mgrpo_grids.grid"), primary_key=True),
+    Column("cell", String(300), primary_key=True),  # run dir relative to --out
+    Column("position", Integer, nullable=False),  # plan order (stage 1 first)
+    Column("spec", Text, nullable=False),  # JSON: flat keys, links, needs, pilot
+    Column("state", String(16), nullable=False),  # pending, running, done, failed
+    Column("owner", Text, nullable=True),  # host:pid:token of the worker running it
+    Column("heartbeat", Double, nullable=True),  # database clock
+    Column("stale_after", Double, nullable=True),  # seconds, the owner's own
+    Column("attempts", Integer, nullable=False),  # claims so far
+    Column("error", Text, nullable=True),
+    Column("result", Text, nullable=True),  # JSON, once done
+    Column("created", Double, nullable=False),
+    Column("started", Double, nullable=True),  # database clock, last claim
+    Column("finished", Double, nullable=True),  # database clock
+)
+
+cell_needs = Table(
+    "mgrpo_cell_needs",
+    metadata,
+    Column("grid", String(64), primary_key=True),
+    Column("cell", String(300), primary_key=True),
+    Column("need", String(300), primary_key=True),
+    ForeignKeyConstraint(["grid", "cell"], ["mgrpo_cells.grid", "mgrpo_cells.cell"]),
+    ForeignKeyConstraint(["grid", "need"], ["mgrpo_cells.grid", "mgrpo_cells.cell"]),
+)
+
+grid_pilots = Table(
+    "mgrpo_grid_pilots",
+    metadata,
+    Column("grid", String(64), ForeignKey("mgrpo_grids.grid"), primary_key=True),
+    Column("path", String(300), primary_key=True),  # OUT-relative, e.g. <env>/pilot.json
+    Column("align_target", Integer, nullable=True),  # None: no specialist role
+    Column("data", Text, nullable=False),  # JSON: histogram, settings
+    Column("created", Double, nullable=False),
+)
+
 
 def now_sql(conn: Connection) -> Any:
     """The database server's clock in Unix seconds, as a SQL expression (one clock for every
@@ -224,17 +292,25 @@ def ensure_schema(conn: Connection, where: str) -> None:
 
     Runs inside the caller's write transaction (on PostgreSQL under an advisory lock, so that
     processes opening a new store at once do not race). ``where`` names the store in messages.
-    Raises :class:`SchemaVersionError` naming both versions when the store has another one.
+    Raises :class:`SchemaVersionError` naming both versions when the store has another one
+    (a version in :data:`UPGRADES_FROM` is upgraded: the missing tables are created).
     """
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
     if inspect(conn).has_table(meta.name):
         found = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+        if found is not None and int(found) in UPGRADES_FROM:
+            metadata.create_all(conn)
+            conn.execute(
+                update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
+            )
+            return
         if found is not None and int(found) != SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"the store at {where} has schema version {found}; this mgrpo-sim reads schema "
-                f"version {SCHEMA_VERSION} only: use another database (or file), or the "
-                "mgrpo-sim version that wrote it"
+                f"version {SCHEMA_VERSION} (and upgrades version(s) "
+                f"{', '.join(map(str, UPGRADES_FROM))} in place): use another database (or "
+                "file), or the mgrpo-sim version that wrote it"
             )
     metadata.create_all(conn)
     insert_ignore(conn, meta, {"key": "schema_version", "value": str(SCHEMA_VERSION)})

@@ -278,7 +278,9 @@ class Run:
     ) -> float:
         """Block until every role in ``roles`` has a ``kind`` marker at ``step``.
 
-        Polls the markers every ``poll`` seconds. When it has to wait, it calls
+        Polls the markers, 1 ms after the first look and then twice as long after each look
+        up to ``poll`` seconds (a short wait costs little latency, a long one little CPU). When
+        it has to wait, it calls
         ``on_wait(message)`` at once and then every ``report_every`` seconds with a sentence
         naming what it waits for and for how long (the caller prints it).
 
@@ -291,6 +293,7 @@ class Run:
         t0 = time.monotonic()
         deadline = t0 + (float("inf") if timeout is None else timeout)
         next_report = t0
+        interval = min(0.001, poll)
         limit = "no limit" if timeout is None else f"at most {timeout:g} s"
         while True:
             missing = self._missing(step, roles, kind)
@@ -310,7 +313,8 @@ class Run:
             if on_wait is not None and now >= next_report:
                 on_wait(f"waiting for {what} ({now - t0:.0f} s so far, {limit})")
                 next_report = now + report_every
-            time.sleep(max(0.0, min(poll, deadline - now)))
+            time.sleep(max(0.0, min(interval, deadline - now)))
+            interval = min(interval * 2, poll)
 
     # ------------------------------------------------------------------ metrics
     def put_metrics(self, step: int, role: str, values: Mapping[str, Any]) -> bool:

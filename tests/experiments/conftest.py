@@ -23,6 +23,7 @@ TINY = {
     "algo.group_size": 2,
     "eval.episodes": 8,
     "eval.oracle_episodes": 16,
+    "eval.final_episodes": 16,
     "eval.every": 2,
 }
 SPECIES = "mgrpo/InvasiveSpecies-v0"

@@ -108,7 +108,7 @@ def test_report_names_lines_and_compares_with_the_baseline_of_the_same_config(tm
     assert "**Runs that are not seeds of one experiment.**" in md and "algo.align_target" in md
     assert "  - `mgrpo (D=4)`: 2 seed(s) (0, 1)" in md and "| mgrpo | D=8 | 2 |" in md
     # main_only has D=8: compared with mgrpo (D=8), 0.25 - 0.75
-    assert "`main_only` vs `mgrpo (D=8)`: difference in final success -0.500" in md
+    assert "`main_only` vs `mgrpo (D=8)` (2 seed pairs): difference in final success -0.500" in md
 
 
 def test_ablation_layout_keeps_variant_labels_and_no_config_column(tmp_path):

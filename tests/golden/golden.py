@@ -35,6 +35,7 @@ BASE = {
     "eval.every": 2,
     "eval.episodes": 32,
     "eval.oracle_episodes": 0,
+    "eval.final_episodes": 0,  # no final evaluation: the goldens predate it (issue 16)
     "checkpoint_every": 10,
 }
 

@@ -12,6 +12,7 @@ TINY = {
     "eval.every": 2,
     "eval.episodes": 8,
     "eval.oracle_episodes": 0,
+    "eval.final_episodes": 16,
     "optim.minibatches": 2,
     "checkpoint_every": 1,
 }
