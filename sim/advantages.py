@@ -20,6 +20,10 @@ weights     optional, >= 0: rows of weight 0 (``mask`` padding) are left out of 
 Group ids are any non-negative integers (ragged, non-contiguous). Statistics use ``bincount``
 scatter sums and a second centred pass for the variance; there is no Python loop over groups.
 
+Aligned sub rows: :func:`aligned_group_advantages` takes an :class:`~sim.alignment.Alignment`
+and never materialises the aligned rewards; :func:`align_advantages` aligns and computes the
+advantages in one compiled pass over the rollouts (same numbers, same random draws).
+
 Group-id builders: :func:`main_group_ids` (per query) and :func:`sub_group_ids` with the sub-agent
 groupings ``per_query`` (after alignment, the default), ``per_invocation`` (the i-th call across the
 K rollouts of a query, on unaligned rows, as in DSPy) and ``queue_window`` (consecutive windows of K
@@ -42,11 +46,21 @@ from sim._checks import (
     check_finite,
     check_same_length,
 )
-from sim._kernels import aligned_adv_kernel
-from sim.alignment import Alignment
+from sim._kernels import SCALE_CODES, aligned_adv_kernel
+from sim._pool import POOL
+from sim.alignment import (  # shared argument checks
+    ALIGN_MODES,
+    Alignment,
+    _as_int_rows,
+    _check_int,
+    _rng,
+    align,
+    align_cpu,
+)
 
 __all__ = [
     "ADV_SCALES",
+    "align_advantages",
     "aligned_group_advantages",
     "SUB_GROUPINGS",
     "GroupAdvantages",
@@ -242,7 +256,7 @@ def aligned_group_advantages(
         :class:`GroupAdvantages` with advantages ``(num_aligned,)`` in aligned-row order.
     """
     r = as_float_tensor("rewards", rewards)
-    groups = as_index_tensor("rollout_groups", rollout_groups, device=r.device)
+    groups = _ids("rollout_groups", rollout_groups, device=r.device)
     if groups.numel() != alignment.calls.numel():
         raise ValueError(
             f"rollout_groups has {groups.numel()} entries but the alignment has "
@@ -266,15 +280,13 @@ def aligned_group_advantages(
             scale=scale,
             std_floor=std_floor,
         )
-    if ddof not in (0, 1) or isinstance(ddof, bool):
-        raise ValueError(f"ddof must be 0 (population std) or 1 (sample std), got {ddof!r}")
-    if not float(eps) >= 0 or not float(std_floor) >= 0:
-        raise ValueError(f"eps and std_floor must be >= 0, got {eps}, {std_floor}")
-    check_choice("advantage scale", scale, ADV_SCALES)
+    _check_adv_options(ddof, eps, scale, std_floor)
     block_groups = groups[alignment.blocks.to(r.device)]
     dense, uniq, n_groups = _dense_ids(block_groups)
-    adv, count, mean, std, zero, finite = aligned_adv_kernel(
-        r.cpu().numpy(),
+    rewards = r.cpu().numpy()
+    adv = POOL.empty(len(alignment.index), rewards.dtype)
+    count, mean, std, zero, finite = aligned_adv_kernel(
+        rewards,
         alignment.index.cpu().numpy(),
         (
             alignment.pad_weight.cpu().numpy()
@@ -286,8 +298,9 @@ def aligned_group_advantages(
         n_groups,
         ddof,
         float(eps),
-        ADV_SCALES.index(scale),
+        SCALE_CODES[scale],
         float(std_floor),
+        adv,
     )
     if not finite:
         check_finite("rewards", r)  # names the offending rows
@@ -302,6 +315,94 @@ def aligned_group_advantages(
         zero_std=torch.from_numpy(zero[ids]).to(dev),
     )
     return GroupAdvantages(torch.from_numpy(adv).to(dev), stats)
+
+
+def _ids(name: str, x: Any, device: torch.device | None = None) -> torch.Tensor:
+    """``as_index_tensor``, an int64 tensor checked by its minimum alone (at a million rows the
+    elementwise masks of the general check cost more than the math)."""
+    if isinstance(x, torch.Tensor) and x.dtype == torch.int64 and x.dim() == 1:
+        if x.numel() == 0 or int(x.min()) >= 0:
+            return x if device is None else x.to(device)
+    return as_index_tensor(name, x, device=device)
+
+
+def _check_adv_options(ddof: int, eps: float, scale: str, std_floor: float) -> None:
+    if ddof not in (0, 1) or isinstance(ddof, bool):
+        raise ValueError(f"ddof must be 0 (population std) or 1 (sample std), got {ddof!r}")
+    if not float(eps) >= 0 or not float(std_floor) >= 0:
+        raise ValueError(f"eps and std_floor must be >= 0, got {eps}, {std_floor}")
+    check_choice("advantage scale", scale, ADV_SCALES)
+
+
+def align_advantages(
+    rewards: Any,
+    rollout_ids: Any,
+    n_rollouts: int,
+    target: int,
+    rollout_groups: Any,
+    mode: str = "duplicate_drop",
+    seed: int | np.random.Generator | None = None,
+    ddof: int = 0,
+    eps: float = 1e-6,
+    scale: str = "group",
+    std_floor: float = 1e-6,
+    *,
+    backend: str = "auto",
+) -> tuple[Alignment, GroupAdvantages]:
+    """Alignment and the advantages of the aligned rows, in one pass over the rollouts.
+
+    The same result, bit for bit and with the same random draws, as ``a = align(rollout_ids,
+    n_rollouts, target, mode, seed)`` followed by ``aligned_group_advantages(rewards, a,
+    rollout_groups, ...)``. One pass when the groups of the rollouts are contiguous (ids
+    non-decreasing over rollouts: the ``per_query`` grouping, ``rollout // K``), the scale is
+    ``group`` or ``none``, the rewards are float32 and on the CPU; the two calls otherwise.
+
+    Args:
+        rewards: ``(num_rows,)`` rewards of the original (unaligned) sub rows.
+        rollout_ids, n_rollouts, target, mode, seed: as in :func:`~sim.alignment.align`.
+        rollout_groups: ``(n_rollouts,)`` non-negative group id of each rollout.
+        ddof, eps, scale, std_floor: as in :func:`group_advantages`.
+        backend: ``auto`` (compiled kernel for CPU tensors), ``numba`` or ``torch``.
+
+    Returns:
+        ``(alignment, advantages)``; advantages ``(num_aligned,)`` in aligned-row order.
+
+    Example:
+        >>> a, adv = align_advantages([0.0, 1.0, 1.0, 0.0], [0, 0, 1, 1], 2, 2, [0, 0], seed=0)
+        >>> a.index.tolist(), [round(x, 4) for x in adv.advantages.tolist()]
+        ([0, 1, 2, 3], [-1.0, 1.0, 1.0, -1.0])
+    """
+    check_choice("advantage backend", backend, ("auto", "numba", "torch"))
+    r = as_float_tensor("rewards", rewards)
+    rid = _as_int_rows(rollout_ids)
+    groups = _ids("rollout_groups", rollout_groups, device=r.device)
+    fusable = (
+        (backend == "numba" or (backend == "auto" and r.device.type == "cpu"))
+        and rid.device.type == "cpu"
+        and r.dtype == torch.float32  # the trainer's rewards; one compiled kernel
+        and mode != "none"
+        and scale != "batch"
+        and r.dim() == 1
+        and r.numel() == rid.numel() > 0
+        and groups.numel() == n_rollouts
+    )
+    if not fusable:
+        a = align(rid, n_rollouts, target, mode, seed, backend=backend)
+        kw = {"ddof": ddof, "eps": eps, "scale": scale, "std_floor": std_floor}
+        return a, aligned_group_advantages(r, a, groups, backend=backend, **kw)
+    n_rollouts = _check_int("n_rollouts", n_rollouts, 0)
+    target = _check_int("target", target, 1)
+    check_choice("align mode", mode, ALIGN_MODES)
+    _check_adv_options(ddof, eps, scale, std_floor)
+    fuse = (r.numpy(), groups.numpy(), ddof, float(eps), SCALE_CODES[scale], float(std_floor))
+    a, out = align_cpu(rid, n_rollouts, target, mode, _rng(seed), fuse)
+    adv, ids, count, mean, std, zero, n_groups, finite = out
+    if n_groups < 0:  # groups interleave: the generic kernel over the aligned rows
+        return a, aligned_group_advantages(r, a, groups, ddof, eps, scale, std_floor)
+    if not finite:
+        check_finite("rewards", r)  # names the offending rows
+    stats = GroupStats(*(torch.from_numpy(x) for x in (ids, count, mean, std, zero)))
+    return a, GroupAdvantages(torch.from_numpy(adv), stats)
 
 
 def main_group_ids(query_ids: Any) -> torch.Tensor:

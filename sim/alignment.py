@@ -22,21 +22,31 @@ brings every rollout to a target count D (the paper's D_max):
 
 The result indexes the original sub rows; a rollout's aligned rows are contiguous and rollouts
 appear in increasing id order, so after alignment every non-empty rollout is a block of exactly D
-rows. The implementation works on a ``(non_empty_rollouts, target)`` grid with no Python loop over
-rollouts.
+rows. On the CPU a compiled kernel aligns all rollouts in one pass (drawing only from the
+generator's own stream, exactly the numbers the vectorized torch path draws); on other devices
+the torch path works on a ``(non_empty_rollouts, target)`` grid. Either way there is no Python
+loop over rollouts. Large outputs come from a pool of reused blocks (:mod:`sim._pool`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from sim._checks import as_index_tensor, check_choice
-from sim._kernels import MODE_CODES, align_kernel, count_kernel, plan_kernel
+from sim._kernels import (
+    MODE_CODES,
+    align_kernel,
+    count_kernel,
+    order_kernel,
+    pcg_advance,
+    pcg_jumps,
+)
+from sim._pool import POOL
 
 __all__ = ["ALIGN_FILLS", "ALIGN_MODES", "Alignment", "align", "target_from_counts"]
 
@@ -74,6 +84,10 @@ class Alignment:
         """``(num_aligned,)`` float32 row weights: 1.0, except 0.0 for ``mask`` padding."""
         if self.pad_weight is not None:
             return self.pad_weight
+        if self.index.device.type == "cpu":
+            ones = POOL.empty(len(self.index), np.float32)
+            ones.fill(1.0)
+            return torch.from_numpy(ones)
         return torch.ones(len(self.index), device=self.index.device)
 
     @property
@@ -82,6 +96,13 @@ class Alignment:
         if self.mode == "none":
             return torch.repeat_interleave(self.blocks, self.calls[self.blocks])
         return torch.repeat_interleave(self.blocks, self.target)
+
+    def to(self, device: torch.device | str) -> Alignment:
+        """The same alignment with its tensors on ``device``."""
+        moved = {k: getattr(self, k).to(device) for k in ("index", "blocks", "calls")}
+        if self.pad_weight is not None:
+            moved["pad_weight"] = self.pad_weight.to(device)
+        return replace(self, **moved)
 
     def counts(self) -> dict[str, int]:
         """``{"duplicated", "dropped", "empty"}`` as plain ints (for logging)."""
@@ -213,57 +234,145 @@ def align(
     check_choice("align backend", backend, ("auto", "numba", "torch"))
     rng = _rng(seed)
     rid = _as_int_rows(rollout_ids)
+    if backend == "numba" or (backend == "auto" and rid.device.type == "cpu"):
+        a = align_cpu(rid, n_rollouts, target, mode, rng)[0]
+        return a if rid.device.type == "cpu" else a.to(rid.device)
+    return _align_torch(rid, n_rollouts, target, mode, rng)
+
+
+def _align_torch(
+    rid: torch.Tensor, n_rollouts: int, target: int, mode: str, rng: np.random.Generator
+) -> Alignment:
+    """:func:`align` in vectorized torch on ``rid``'s device (arguments already checked)."""
     device = rid.device
     n = rid.numel()
-    use_numba = backend == "numba" or (backend == "auto" and device.type == "cpu")
-    if use_numba:  # counts, order check and range check in one compiled pass
-        d_np, is_sorted, bad = count_kernel(rid.cpu().numpy(), n_rollouts)
-        if bad >= 0:
-            _raise_bad_id(bad, int(rid[bad]), n_rollouts)
-        d = torch.from_numpy(d_np).to(device)
-    else:
-        bad_rows = (rid < 0) | (rid >= n_rollouts)
-        if n and bool(bad_rows.any()):
-            bad = int(torch.nonzero(bad_rows)[0])
-            _raise_bad_id(bad, int(rid[bad]), n_rollouts)
-        d = torch.bincount(rid, minlength=n_rollouts)
-        is_sorted = n < 2 or not bool((rid[1:] < rid[:-1]).any())
-        d_np = d.cpu().numpy()
-    start_np, r_np, over_rows, duplicated, dropped, empty = plan_kernel(d_np, target)
+    bad_rows = (rid < 0) | (rid >= n_rollouts)
+    if n and bool(bad_rows.any()):
+        bad = int(torch.nonzero(bad_rows)[0])
+        _raise_bad_id(bad, int(rid[bad]), n_rollouts)
+    d = torch.bincount(rid, minlength=n_rollouts)
+    is_sorted = n < 2 or not bool((rid[1:] < rid[:-1]).any())
+    d_np = d.cpu().numpy()
+    r_np = np.flatnonzero(d_np)
     r_ids = torch.from_numpy(r_np).to(device)
     order = None if is_sorted else torch.argsort(rid, stable=True)
-
+    empty = n_rollouts - len(r_np)
     if mode == "none":
         index = order if order is not None else torch.arange(n, device=device)
-        return Alignment(index, r_ids, d, 0, 0, int(empty), target, mode)
+        return Alignment(index, r_ids, d, 0, 0, empty, target, mode)
 
+    over = d_np > target
     u = _random_u32(rng, (len(r_np), target)) if mode != "mask" else np.zeros((0, 0), np.uint32)
-    over_keys = _random_u32(rng, (int(over_rows),))
-    if use_numba:
-        idx_np, w_np = align_kernel(start_np, d_np, r_np, target, MODE_CODES[mode], u, over_keys)
-        index = torch.from_numpy(idx_np).to(device)
-        weight = torch.from_numpy(w_np).to(device) if mode == "mask" else None
-    else:
-        start = torch.cumsum(d, 0) - d
-        u_t = torch.from_numpy(u.astype(np.int64)).to(device)
-        if mode == "mask":
-            u_t = torch.zeros(len(r_np), target, dtype=torch.int64, device=device)
-        k_t = torch.from_numpy(over_keys.astype(np.int64)).to(device)
-        pos, weight = _positions_torch(d[r_ids], target, mode, u_t, k_t)
-        index = (start[r_ids][:, None] + pos).reshape(-1)
+    over_keys = _random_u32(rng, (int(d_np[over].sum()),))
+    start = torch.cumsum(d, 0) - d
+    u_t = torch.from_numpy(u.astype(np.int64)).to(device)
+    if mode == "mask":
+        u_t = torch.zeros(len(r_np), target, dtype=torch.int64, device=device)
+    k_t = torch.from_numpy(over_keys.astype(np.int64)).to(device)
+    pos, weight = _positions_torch(d[r_ids], target, mode, u_t, k_t)
+    index = (start[r_ids][:, None] + pos).reshape(-1)
     if order is not None:
         index = order[index]
     return Alignment(
         index=index,
         blocks=r_ids,
         calls=d,
-        duplicated=int(duplicated),
-        dropped=int(dropped),
-        empty=int(empty),
+        duplicated=int((target - d_np[r_np][~over[r_np]]).sum()),
+        dropped=int((d_np[over] - target).sum()),
+        empty=empty,
         target=target,
         mode=mode,
         pad_weight=weight,
     )
+
+
+_NO_U64 = np.zeros(0, np.uint64)
+_NO_F32 = np.zeros(0, np.float32)
+# no advantages: arguments of the fused (float32) signature, so both share one compiled kernel
+_NO_FUSE = (_NO_F32, np.zeros(0, np.int64), 0, 0.0, 0, 0.0) + (np.zeros(0, np.int64),) * 2
+_NO_FUSE += (_NO_F32, _NO_F32, np.zeros(0, np.bool_))
+
+
+def _halves(x: int) -> tuple[np.uint64, np.uint64]:
+    return np.uint64(x % 2**64), np.uint64(x >> 64)
+
+
+def align_cpu(
+    rid: torch.Tensor,
+    n_rollouts: int,
+    target: int,
+    mode: str,
+    rng: np.random.Generator,
+    fuse: tuple | None = None,
+) -> tuple[Alignment, tuple | None]:
+    """:func:`align` on the CPU with the compiled kernel (arguments already checked), and with
+    ``fuse = (rewards (num_rows,) float32 ndarray, rollout_groups (n_rollouts,) int64 ndarray,
+    ddof, eps, scale code, std_floor)`` the per-group advantages in the same pass: then also
+    ``(advantages (num_aligned,), ids, count, mean, std, zero_std, n_groups, finite)``, the
+    statistics ``(n_groups,)`` in ascending group id; ``n_groups`` is -1 when the groups of the
+    non-empty rollouts are not contiguous (nothing computed). Outputs come from ``POOL``."""
+    rid_np = rid.cpu().numpy()
+    n = len(rid_np)
+    d = POOL.empty(n_rollouts, np.int64)
+    is_sorted, bad, nb, top = count_kernel(rid_np, d)
+    if bad >= 0:
+        _raise_bad_id(bad, int(rid_np[bad]), n_rollouts)
+    calls = torch.from_numpy(d)
+    order = _NO_U64.view(np.int64)
+    if not is_sorted:
+        order = POOL.empty(n, np.int64)
+        order_kernel(rid_np, d, order)
+    if mode == "none":
+        blocks = torch.from_numpy(np.flatnonzero(d))
+        index = torch.from_numpy(order) if not is_sorted else torch.arange(n)
+        return Alignment(index, blocks, calls, 0, 0, n_rollouts - nb, target, mode), None
+
+    # random streams: `nb * target` fill keys (none for mask), then the over-target rows' keys
+    n_fill = (nb * target + 1) // 2 if mode != "mask" else 0
+    bg = rng.bit_generator
+    pcg = type(bg) is np.random.PCG64
+    u_raw = o_raw = _NO_U64
+    if not pcg:  # other bit generators: pre-drawn, exactly as `random_raw` gives them
+        u_raw = bg.random_raw(n_fill)
+        o_raw = bg.random_raw((int(d[d > target].sum()) + 1) // 2)
+
+    index = POOL.empty(nb * target, np.int64)
+    weight = POOL.empty(nb * target, np.float32) if mode == "mask" else _NO_F32
+    blocks = POOL.empty(nb, np.int64)
+    adv_in, adv = _NO_FUSE, _NO_F32
+    if fuse is not None:
+        rewards = fuse[0]
+        adv = POOL.empty(nb * target, rewards.dtype)
+        stats = tuple(POOL.empty(nb, t) for t in (np.int64, np.int64, rewards.dtype, rewards.dtype))
+        adv_in = (*fuse, *stats, POOL.empty(nb, np.bool_))
+    with bg.lock:
+        s = inc = 0
+        if pcg:  # the kernel steps the generator itself, from its state
+            state = bg.state
+            s, inc = state["state"]["state"], state["state"]["inc"]
+        o = pcg_advance(s, inc, n_fill)  # the over-target keys come after the fill keys
+        streams = (pcg_jumps(inc, target + 1), *_halves(s), *_halves(o))
+        out = (index, weight, blocks, fuse is not None, adv_in, adv)
+        duplicated, dropped, n_groups, finite, o_lo, o_hi = align_kernel(
+            d, order, target, MODE_CODES[mode], streams, u_raw, o_raw, top, *out
+        )
+        if pcg:
+            state["state"]["state"] = int(o_lo) + (int(o_hi) << 64)
+            bg.state = state
+    a = Alignment(
+        index=torch.from_numpy(index),
+        blocks=torch.from_numpy(blocks),
+        calls=calls,
+        duplicated=int(duplicated),
+        dropped=int(dropped),
+        empty=n_rollouts - nb,
+        target=target,
+        mode=mode,
+        pad_weight=torch.from_numpy(weight) if mode == "mask" else None,
+    )
+    if fuse is None:
+        return a, None
+    return a, (adv, *(x[: max(n_groups, 0)] for x in adv_in[6:]), n_groups, finite)
 
 
 def target_from_counts(counts: Any, quantile: float = 0.99) -> int:

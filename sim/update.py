@@ -25,7 +25,12 @@ import torch
 
 from policies.base import TokenBatch
 from sim._checks import check_choice
-from sim.advantages import GroupAdvantages, aligned_group_advantages, group_advantages
+from sim.advantages import (
+    GroupAdvantages,
+    align_advantages,
+    aligned_group_advantages,
+    group_advantages,
+)
 from sim.advantages import sub_group_ids as _sub_group_ids
 from sim.alignment import Alignment, align
 from sim.distributed import SINGLE, Ranks
@@ -266,16 +271,20 @@ def prepare_sub(
         role,
     )
     target = cfg.role(role).align_target or cfg.algo.align_target
-    a = align(
-        rollout,
-        n_roll,
-        target,
-        cfg.algo.align_mode,
-        seed=np.random.default_rng([cfg.seed, step, 3, role_index]),
-    )
+    seed = np.random.default_rng([cfg.seed, step, 3, role_index])
     check_choice("algo.sub_grouping", cfg.algo.sub_grouping, tuple(SUB_ADVANTAGES))
-    grouping = SUB_ADVANTAGES[cfg.algo.sub_grouping]
-    adv, res = _advantages(lambda: grouping(r, a, traj, batch, **_adv_kw(cfg)), step, role)
+    if cfg.algo.sub_grouping == "per_query":  # alignment and advantages in one pass
+        K, mode, kw = batch.group_size, cfg.algo.align_mode, _adv_kw(cfg)
+        groups = torch.arange(n_roll) // K
+        try:
+            a, res = align_advantages(r, rollout, n_roll, target, groups, mode, seed, **kw)
+        except ValueError as e:
+            raise fail(step, role, f"bad advantages: {e}") from e
+        adv = _advantages(lambda: res, step, role).advantages
+    else:
+        a = align(rollout, n_roll, target, cfg.algo.align_mode, seed=seed)
+        grouping = SUB_ADVANTAGES[cfg.algo.sub_grouping]
+        adv, res = _advantages(lambda: grouping(r, a, traj, batch, **_adv_kw(cfg)), step, role)
     metrics[f"{role}/format_rate"] = float(format_ok.mean())
     metrics[f"{role}/reward_mean"] = float(r.mean())
     metrics[f"{role}/reward_std"] = float(r.std(correction=0))
