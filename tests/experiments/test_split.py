@@ -28,6 +28,7 @@ SPECIES = {
     "eval.every": 2,
     "eval.episodes": 16,
     "eval.oracle_episodes": 0,
+    "eval.final_episodes": 16,  # the final evaluation runs on the main side only
 }
 RUBIKS_MATH_ASYNC = {  # two specialists in one process, the paper's unsynchronized variant
     "env.id": "mgrpo/RubiksLogic-v0",
@@ -41,6 +42,7 @@ RUBIKS_MATH_ASYNC = {  # two specialists in one process, the paper's unsynchroni
     "eval.every": 3,
     "eval.episodes": 8,
     "eval.oracle_episodes": 0,
+    "eval.final_episodes": 0,
 }
 TINY_LM = {
     "env.id": "mgrpo/RubiksLogic-v0",
@@ -58,6 +60,7 @@ TINY_LM = {
     "eval.oracle_episodes": 0,
     "optim.minibatches": 1,
     "threads": 1,
+    "eval.final_episodes": 0,
 }
 
 
