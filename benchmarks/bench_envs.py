@@ -79,7 +79,7 @@ def bench_batched(env_id: str, policy: str, n: int, rounds: int, pool: np.ndarra
             steps += int((~base.done).sum())
             obs, *_ = base.step(main(obs))
         episodes += n
-        sub_steps += sum(len(t.actions) for i in base.final_infos for t in i["sub_trajectories"])
+        sub_steps += int(base.sub_records.steps().sum())
     dt = time.perf_counter() - t0
     return dict(episodes=episodes, steps=steps, sub_steps=sub_steps, seconds=dt)
 
