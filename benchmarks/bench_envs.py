@@ -8,14 +8,16 @@ episodes per second and main-agent env steps per second at N parallel episodes (
 * batched: ``gymnasium.make_vec(id, N, vectorization_mode="vector_entry_point")``; a round is a
   reset over N training queries then steps until all N are done (only active steps counted);
 * reference: ``SyncVectorEnv`` over N ``gymnasium.make(id)`` envs (SAME_STEP autoreset), each
-  env cycling through the same query pool; the same policy, computed per env for the oracle.
+  env cycling through the same query pool; the same policy, computed per env for the oracle;
+  ``--sync-steps`` step rounds at N = 1024, scaled by 1024 / N (at least 2) so every N times
+  about the same number of env steps.
 
 Puzzles are generated before timing for both (a pure function of the query id, cached), so the
 timings compare stepping, not instance generation. Sub-agents: the env's default random policy
 under ``random``, the oracle sub-agents under ``oracle``. Also prints the d_k histogram per
 preset under the oracle (2,000 held-out queries). Writes ``benchmarks/results/bench_envs.json``.
 
-    .venv/bin/python benchmarks/bench_envs.py [--envs rubiks,species] [--n 1024] [--rounds 3]
+    .venv/bin/python benchmarks/bench_envs.py [--envs rubiks,species] [--n 1024,4096] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def bench_batched(env_id: str, policy: str, n: int, rounds: int, pool: np.ndarra
             steps += int((~base.done).sum())
             obs, *_ = base.step(main(obs))
         episodes += n
-        sub_steps += sum(len(t.actions) for i in base.final_infos for t in i["sub_trajectories"])
+        sub_steps += int(base.sub_records.steps().sum())
     dt = time.perf_counter() - t0
     return dict(episodes=episodes, steps=steps, sub_steps=sub_steps, seconds=dt)
 
@@ -133,16 +135,45 @@ def dk_histograms(env_id: str, n: int = 2000) -> dict[str, list[int]]:
     return out
 
 
+def _row(
+    env_id: str,
+    name: str,
+    policy: str,
+    n: int,
+    rounds: int,
+    sync_steps: int,
+    repeat: int,
+    pool: np.ndarray,
+) -> dict:
+    """Best of ``repeat`` alternating batched / SyncVectorEnv runs (the machine may be shared)."""
+    bs, ss = [], []
+    for _ in range(repeat):
+        bs.append(bench_batched(env_id, policy, n, rounds, pool))
+        ss.append(bench_sync(env_id, policy, n, sync_steps, pool))
+    b = min(bs, key=lambda x: x["seconds"] / x["episodes"])
+    s = min(ss, key=lambda x: x["seconds"] / max(x["episodes"], 1))
+    row = dict(env=name, policy=policy, n=n, batched=b, sync=s)
+    row["episodes_per_s"] = [b["episodes"] / b["seconds"], s["episodes"] / s["seconds"]]
+    row["steps_per_s"] = [b["steps"] / b["seconds"], s["steps"] / s["seconds"]]
+    row["ratio_episodes"] = row["episodes_per_s"][0] / max(row["episodes_per_s"][1], 1e-9)
+    row["ratio_steps"] = row["steps_per_s"][0] / row["steps_per_s"][1]
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--envs", default="rubiks,species", help="comma list of: rubiks, species")
-    ap.add_argument("--n", type=int, default=1024, help="parallel episodes N")
+    ap.add_argument("--n", default="1024,4096", help="comma list of parallel episodes N")
     ap.add_argument("--rounds", type=int, default=3, help="batched rounds (reset + episodes)")
-    ap.add_argument("--sync-steps", type=int, default=16, help="SyncVectorEnv step rounds")
+    ap.add_argument(
+        "--sync-steps", type=int, default=16, help="SyncVectorEnv step rounds at N = 1024"
+    )
     ap.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    ap.add_argument("--no-hist", action="store_true", help="skip the d_k histograms")
     ap.add_argument("--out", default="benchmarks/results/bench_envs.json")
     args = ap.parse_args()
-    pool = np.arange(args.n, dtype=np.int64) + 1_000
+    ns = [int(x) for x in args.n.split(",")]
+    pool = np.arange(max(ns), dtype=np.int64) + 1_000
     rows, hists = [], {}
     for name in args.envs.split(","):
         name = name.strip()
@@ -152,21 +183,14 @@ def main() -> None:
         if not _available(env_id):
             print(f"[skip] {env_id}: module not available yet")
             continue
-        for policy in ("random", "oracle"):
-            # best of --repeat alternating runs (the machine may be shared)
-            bs, ss = [], []
-            for _ in range(args.repeat):
-                bs.append(bench_batched(env_id, policy, args.n, args.rounds, pool))
-                ss.append(bench_sync(env_id, policy, args.n, args.sync_steps, pool))
-            b = min(bs, key=lambda x: x["seconds"] / x["episodes"])
-            s = min(ss, key=lambda x: x["seconds"] / max(x["episodes"], 1))
-            row = dict(env=name, policy=policy, n=args.n, batched=b, sync=s)
-            row["episodes_per_s"] = [b["episodes"] / b["seconds"], s["episodes"] / s["seconds"]]
-            row["steps_per_s"] = [b["steps"] / b["seconds"], s["steps"] / s["seconds"]]
-            row["ratio_episodes"] = row["episodes_per_s"][0] / max(row["episodes_per_s"][1], 1e-9)
-            row["ratio_steps"] = row["steps_per_s"][0] / row["steps_per_s"][1]
-            rows.append(row)
-        hists[name] = dk_histograms(env_id)
+        for n in ns:
+            sync_steps = max(2, args.sync_steps * 1024 // n)
+            for policy in ("random", "oracle"):
+                rows.append(
+                    _row(env_id, name, policy, n, args.rounds, sync_steps, args.repeat, pool)
+                )
+        if not args.no_hist:
+            hists[name] = dk_histograms(env_id)
     head = (
         f"{'env':8} {'policy':7} {'N':>5} {'batched ep/s':>13} {'sync ep/s':>10} "
         f"{'ratio':>6} {'batched st/s':>13} {'sync st/s':>10} {'ratio':>6}"
@@ -179,7 +203,10 @@ def main() -> None:
             f"{r['episodes_per_s'][1]:>10.0f} {r['ratio_episodes']:>5.1f}x "
             f"{r['steps_per_s'][0]:>13.0f} {r['steps_per_s'][1]:>10.0f} {r['ratio_steps']:>5.1f}x"
         )
-    print("\nd_k histogram under the oracle (2,000 held-out queries; counts for d_k = 0, 1, ...):")
+    if hists:
+        print(
+            "\nd_k histogram under the oracle (2,000 held-out queries; counts for d_k = 0, 1, ...):"
+        )
     for name, h in hists.items():
         for preset, counts in h.items():
             mean = float(np.dot(np.arange(len(counts)), counts) / max(sum(counts), 1))

@@ -13,6 +13,7 @@ a pure function of what the agents observe (e.g. the solver's table for the clue
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,14 +79,16 @@ def wilson(k: int, n: int) -> tuple[float, float]:
     return float(ci.low), float(ci.high)
 
 
-def run_episodes(vec: Any, main_policy, queries: np.ndarray, seeds: list[int]) -> list[dict]:
-    """Run one episode per query on a hierarchical vector env; return the final infos."""
+def run_episodes(vec: Any, main_policy, queries: np.ndarray, seeds: list[int]) -> Sequence[dict]:
+    """Run one episode per query on a hierarchical vector env; return the final infos (the
+    env's lazy ``final_infos``: a dict is built when it is read; ``vec.final_arrays()`` holds
+    the same values as arrays)."""
     obs, _ = vec.reset(seed=seeds, options={"query": queries})
     for _ in range(vec.max_turns + 1):
         if vec.done.all():
             break
         obs, *_ = vec.step(main_policy(obs))
-    return list(vec.final_infos)
+    return vec.final_infos
 
 
 def evaluate_baseline(
@@ -127,16 +130,17 @@ def evaluate_baseline(
         base.set_subagent(role, pol)
     queries = HELDOUT_START + seed * n_queries + np.arange(n_queries, dtype=np.int64)
     seeds = [seed * n_queries + i for i in range(n_queries)]
-    infos = run_episodes(base, main, queries, seeds)
+    run_episodes(base, main, queries, seeds)
+    fin = base.final_arrays()
     vec.close()
-    ok = np.array([i["correct"] == 1.0 and i["format_ok"] == 1 for i in infos])
+    ok = (fin["correct"] == 1.0) & (fin["format_ok"] == 1)
     lo, hi = wilson(int(ok.sum()), n_queries)
-    calls = {r: float(np.mean([i["calls"][r] for i in infos])) for r in base.subagent_roles}
-    times = np.array([i["sim_time"] for i in infos], dtype=np.float64)
+    calls = {r: float(np.mean(fin["calls"][r])) for r in base.subagent_roles}
+    times = fin["sim_time"].astype(np.float64)
     wins = int(ok.sum())
     sessions = None
     if base.flat:
-        sessions = float(np.mean([i.get("flat_sessions", 0) for i in infos]))
+        sessions = float(np.mean(fin["flat_sessions"]))
     return BaselineResult(
         success=float(ok.mean()),
         ci_low=lo,

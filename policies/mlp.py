@@ -11,6 +11,8 @@ trunk, returned as per-role views of a single ``nn.Module``.
 
 from __future__ import annotations
 
+import functools
+
 import gymnasium as gym
 import numpy as np
 import torch
@@ -95,20 +97,30 @@ def _layer(i: int, o: int, std: float = np.sqrt(2)) -> nn.Linear:
     return lin
 
 
+@functools.lru_cache(maxsize=64)
+def _pad_index(nvec: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(n_comp, max(nvec))`` flat index of each component's values (0 past its end) and
+    whether the slot is a real value."""
+    nvec = np.asarray(nvec, dtype=np.int64)
+    width = int(nvec.max())
+    offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]])
+    slot = np.arange(width)[None, :]
+    valid = slot < nvec[:, None]
+    idx = np.where(valid, offsets[:, None] + slot, 0)
+    return torch.from_numpy(idx), torch.from_numpy(valid)
+
+
 def _masked_log_softmax(
     logits: torch.Tensor, masks: torch.Tensor, nvec: np.ndarray
-) -> list[torch.Tensor]:
-    """Per component ``(n, nvec[c])`` log-probs; masked values get a logit of -1e9, so their
-    probability is exactly 0 while every gradient (entropy included) stays finite."""
-    out = []
-    start = 0
-    for size in nvec.tolist():
-        lg = logits[:, start : start + size]
-        m = masks[:, start : start + size] > 0
-        lg = lg.masked_fill(~m, -1e9)
-        out.append(torch.log_softmax(lg, dim=-1))
-        start += size
-    return out
+) -> torch.Tensor:
+    """Log-probs ``(n, n_comp, max(nvec))`` of every component at once (components padded to
+    the widest); masked values get a logit of -1e9 and padding -2e9, so their probability is
+    exactly 0 (padding's even when a whole component is masked) while every gradient (entropy
+    included) stays finite."""
+    idx, valid = _pad_index(tuple(int(k) for k in nvec))
+    valid = valid.to(logits.device)
+    lg = logits[:, idx].masked_fill(~(masks[:, idx] > 0), -1e9).masked_fill(~valid, -2e9)
+    return torch.log_softmax(lg, dim=-1)
 
 
 class MLPPolicy(nn.Module):
@@ -165,14 +177,11 @@ class MLPPolicy(nn.Module):
         """Log-probs ``(n,)`` (summed over the relevant action components, with gradient) and
         entropies ``(n,)`` of ``actions (n, n_comp)`` given ``inputs (n, input_dim)`` and
         ``masks (n, sum(nvec))``."""
-        comps = _masked_log_softmax(self.logits(inputs), masks, self.nvec)
-        rel = self._relevance(actions)
-        logp = torch.zeros(len(inputs), dtype=inputs.dtype, device=inputs.device)
-        ent = torch.zeros_like(logp)
-        for c, lp in enumerate(comps):
-            logp = logp + rel[:, c] * lp.gather(1, actions[:, c : c + 1].long()).squeeze(1)
-            p = lp.exp()
-            ent = ent - rel[:, c] * (p * lp).sum(1)
+        lp = _masked_log_softmax(self.logits(inputs), masks, self.nvec)  # (n, C, W)
+        rel = self._relevance(actions).to(lp.device)
+        chosen = lp.gather(2, actions.long()[:, :, None]).squeeze(2)  # (n, C)
+        logp = (rel * chosen).sum(1)
+        ent = -(rel * (lp.exp() * lp).sum(2)).sum(1)
         return logp, ent
 
     def export_records(self, handles: np.ndarray) -> dict[str, np.ndarray]:
@@ -238,20 +247,15 @@ class MLPPolicy(nn.Module):
     ) -> tuple[np.ndarray, np.ndarray]:
         x = self.encode(obs)
         masks = torch.from_numpy(np.asarray(obs["action_mask"]))
-        comps = _masked_log_softmax(self.logits(x), masks, self.nvec)
-        acts = []
-        for lp in comps:
-            if greedy:
-                a = lp.argmax(1)
-            else:
-                u = torch.rand(lp.shape, generator=self.generator).clamp_(1e-12, 1 - 1e-12)
-                a = (lp - torch.log(-torch.log(u))).argmax(1)  # Gumbel-max
-            acts.append(a)
-        actions = torch.stack(acts, 1)
+        lp = _masked_log_softmax(self.logits(x), masks, self.nvec)  # (n, C, W)
+        if greedy:
+            actions = lp.argmax(2)
+        else:  # Gumbel-max over every component at once
+            u = torch.rand(lp.shape, generator=self.generator).clamp_(1e-12, 1 - 1e-12)
+            actions = (lp - torch.log(-torch.log(u))).argmax(2)
         rel = self._relevance(actions)
-        logp = torch.zeros(len(x), dtype=torch.float64)
-        for c, lp in enumerate(comps):
-            logp += (rel[:, c] * lp.gather(1, actions[:, c : c + 1]).squeeze(1)).double()
+        chosen = lp.gather(2, actions[:, :, None]).squeeze(2)
+        logp = (rel * chosen).double().sum(1)
         return actions.numpy().astype(np.int64), logp.numpy()
 
     def __call__(self, obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[override]

@@ -350,12 +350,12 @@ class RankSync:
 
     def _whole(self, st: dict[str, Any]) -> dict[str, Any]:
         """A state dict with its sharded tensors (``policies``, ``optims``) gathered whole, and
-        every rank's sampling streams (``rank_states``: ``generators``, ``env_rngs``): a
+        every rank's sampling streams (``rank_states``: ``generators``, ``env_keys``): a
         collective; rank 0 writes it."""
         if self.ranks.world == 1:
             return st
         st = st | full_state({k: st[k] for k in ("policies", "optims")})
-        st["rank_states"] = self.ranks.gather({k: st[k] for k in ("generators", "env_rngs")})
+        st["rank_states"] = self.ranks.gather({k: st[k] for k in ("generators", "env_keys")})
         return st
 
     def _sharded(self, role: str, sd: dict) -> dict:

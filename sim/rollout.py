@@ -88,31 +88,28 @@ class _Acting:
 
 
 def _sub_trajectories(
-    infos: list[dict], role: str, policy: Any, version: int, obs_space: Any, n_comp: int
+    env: Any, role: str, policy: Any, version: int, obs_space: Any, n_comp: int
 ) -> Trajectories:
-    recs = [(i, r) for i, info in enumerate(infos) for r in info["sub_trajectories"]]
-    recs = [(i, r) for i, r in recs if r.role == role]
-    if not recs:
+    cols = env.sub_records.columns(role)
+    if cols is None:
         fields = {k: (sp.shape, sp.dtype) for k, sp in obs_space.spaces.items()}
         return Trajectories.empty(role, fields, n_comp)
-    keys = recs[0][1].observations.keys()
-    handles = np.concatenate([r.handle for _, r in recs])
     return Trajectories.from_steps(
         role,
         {
-            "rollout": [o for o, _ in recs],
-            "invocation": [r.invocation for _, r in recs],
-            "finish_order": [r.finish_order for _, r in recs],
-            "format_ok": [r.format_ok for _, r in recs],
-            "expert": [r.expert for _, r in recs],
-            "version": np.full(len(recs), version),
+            "rollout": cols.owner,
+            "invocation": cols.invocation,
+            "finish_order": cols.finish_order,
+            "format_ok": cols.format_ok,
+            "expert": cols.expert,
+            "version": np.full(len(cols.owner), version),
         },
-        np.array([len(r.actions) for _, r in recs]),
-        {k: np.concatenate([r.observations[k] for _, r in recs]) for k in keys},
-        np.concatenate([r.actions for _, r in recs]),
-        np.concatenate([r.logp for _, r in recs]),
-        handles,
-        policy.export_records(handles),
+        cols.lengths,
+        cols.observations,
+        cols.actions,
+        cols.logp,
+        cols.handle,
+        policy.export_records(cols.handle),
     )
 
 
@@ -195,7 +192,7 @@ def collect_rollouts(
             handles.append(h[active])
         env_steps += len(active)
         obs, *_ = env.step(a)
-    infos = env.final_infos
+    fin = env.final_arrays()
     trajectories: dict[str, Trajectories] = {}
     if record_subs:
         row = np.concatenate(rows)
@@ -205,7 +202,7 @@ def collect_rollouts(
             "main",
             {
                 "rollout": np.arange(n),
-                "format_ok": [i["format_ok"] for i in infos],
+                "format_ok": fin["format_ok"],
                 "version": np.full(n, version),
             },
             np.bincount(row, minlength=n),
@@ -216,34 +213,31 @@ def collect_rollouts(
             main_policy.export_records(h),
         )
     for role in env.subagent_roles:
-        env_steps += sum(
-            len(r.actions) for i in infos for r in i["sub_trajectories"] if r.role == role
-        )
+        env_steps += int(env.sub_records.steps(role).sum())
         if record_subs:
             pol = sub_policies[role]
             obs_space, act_space = env.subagent_spaces[role]
             trajectories[role] = _sub_trajectories(
-                infos, role, pol, version, obs_space, len(act_space.nvec)
+                env, role, pol, version, obs_space, len(act_space.nvec)
             )
-    extra = {}
-    for key in ("constraints_kept", "distractor_hit"):
-        if infos and key in infos[0]:
-            extra[key] = np.array([i[key] for i in infos], dtype=np.float64)
+    extra = {
+        k: fin[k].astype(np.float64) for k in ("constraints_kept", "distractor_hit") if k in fin
+    }
+    calls = {r: fin["calls"][r] for r in env.subagent_roles}
+    n_calls = sum(calls.values(), np.zeros(n, dtype=np.int64)) + fin.get("flat_sessions", 0)
     return RolloutBatch(
         queries=np.asarray(queries, dtype=np.int64),
         group_size=group_size,
         trajectories=trajectories,
-        correct=np.array([i["correct"] for i in infos], dtype=np.float64),
-        format_ok=np.array([i["format_ok"] for i in infos], dtype=np.float64),
-        calls={r: np.array([i["calls"][r] for i in infos]) for r in env.subagent_roles},
-        category_errors=np.array([i["category_errors"] for i in infos], dtype=np.float64),
-        sim_time=np.array([i["sim_time"] for i in infos], dtype=np.float64),
+        correct=fin["correct"].astype(np.float64),
+        format_ok=fin["format_ok"].astype(np.float64),
+        calls=calls,
+        category_errors=fin["category_errors"].astype(np.float64),
+        sim_time=fin["sim_time"].astype(np.float64),
         extra=extra,
         env_steps=env_steps,
-        flat_expert=np.array([i.get("flat_expert", 0.0) for i in infos], dtype=np.float64),
-        calls_total=np.array(
-            [sum(i["calls"].values()) + i.get("flat_sessions", 0) for i in infos], dtype=np.float64
-        ),
+        flat_expert=fin.get("flat_expert", np.zeros(n)).astype(np.float64),
+        calls_total=n_calls.astype(np.float64),
     )
 
 

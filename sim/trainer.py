@@ -432,7 +432,7 @@ class Learner(EngineSync, RankSync):
             "update_gens": {r: g.get_state() for r, g in self.update_gens.items()},
             "queue": {r: list(q) for r, q in self.queue.items()},
             "oracle_success": self.oracle_success,
-            "env_rngs": [r.bit_generator.state for r in self.env._rngs],
+            "env_keys": self.env._keys.tolist(),
             "config_variant": self.cfg.variant,
             "policy_kind": self.cfg.policy.kind,
         }
@@ -457,8 +457,8 @@ class Learner(EngineSync, RankSync):
             self.update_gens[r].set_state(g)
         self.queue = {r: deque(q) for r, q in st["queue"].items()}
         self.oracle_success = st["oracle_success"]
-        for rng, s in zip(self.env._rngs, st["env_rngs"], strict=False):
-            rng.bit_generator.state = s
+        if len(st.get("env_keys", ())) == self.env.num_envs:  # older checkpoints: env_rngs
+            self.env._keys[:] = np.array(st["env_keys"], dtype=np.uint64)
         self.sync_engine()
 
     def load_role(self, role: str, state_dict: dict, source: str) -> None:

@@ -1,7 +1,7 @@
 """The hierarchical tool-task protocol shared by every env (see ``envs/PROTOCOL.md``)."""
 
 from envs.core.latency import LatencyModel
-from envs.core.records import SubTrajectory
+from envs.core.records import SubColumns, SubRecords, SubTrajectory
 from envs.core.single import HierarchicalEnv
 from envs.core.spaces import actions_allowed, block_offsets, sample_masked, validate_actions
 from envs.core.subagent import SubAgentEnv, SubAgentTask, SubState
@@ -16,7 +16,9 @@ __all__ = [
     "StepResult",
     "SubAgentEnv",
     "SubAgentTask",
+    "SubColumns",
     "SubPolicy",
+    "SubRecords",
     "SubState",
     "SubTrajectory",
     "TextFace",

@@ -12,9 +12,9 @@ import numpy as np
 class LatencyModel:
     """Simulated seconds per tool call: ``median * exp(sigma * z)`` with ``z ~ N(0, 1)``.
 
-    The normals ``z`` are pre-drawn per episode at reset, so latencies are reproducible and do not
-    depend on batching. Within one main step, the delegations issued together run in parallel:
-    the step lasts ``think + own tool time + max(sub-episode durations)``.
+    The normals ``z`` come from the episode's counter-based stream, so latencies are
+    reproducible and do not depend on batching. Within one main step, the delegations issued
+    together run in parallel: the step lasts ``think + own tool time + max(sub-episode durations)``.
     """
 
     tools: Mapping[str, tuple[float, float]] = field(default_factory=dict)

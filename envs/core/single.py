@@ -1,7 +1,8 @@
 """A single-episode Gymnasium env over a :class:`HierarchicalVectorEnv` with ``num_envs=1``.
 
-Single == batched by construction: the single env is the batched env with N = 1, and its
-``np_random`` is handed over as that episode's generator at reset.
+Single == batched by construction: the single env is the batched env with N = 1; a seeded reset
+gives its episode the key a batched env gives an episode of that seed, an unseeded one continues
+the slot's stream (:mod:`envs.core.streams`), as the batched env does.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class HierarchicalEnv(gym.Env):
         if q is not None and (int(q) < 0 or int(q) != q):
             raise ValueError(f'options["query"] must be a non-negative int, got {q!r}')
         queries = None if q is None else np.array([int(q)], dtype=np.int64)
-        self.vec._reset_rows(self._row, [self.np_random], queries)
+        self.vec._reset_rows(self._row, None if seed is None else [seed], queries)
         return self._first(self.vec._obs()), {}
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict[str, Any]]:

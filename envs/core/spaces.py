@@ -73,7 +73,8 @@ def actions_allowed(actions: np.ndarray, mask: np.ndarray, offsets: np.ndarray) 
 def sample_masked(
     mask: np.ndarray, nvec: np.ndarray, u: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Uniform choice among the allowed values of each component, driven by uniforms.
+    """Uniform choice among the allowed values of each component, driven by uniforms (a few
+    passes over the whole mask, no loop over components).
 
     Args:
         mask: ``(n, sum(nvec))`` int8 factorized mask.
@@ -83,16 +84,24 @@ def sample_masked(
     Returns:
         actions ``(n, n_comp)`` int64 and their log-probabilities ``(n,)`` float64.
     """
+    nvec = np.asarray(nvec, dtype=np.int64)
     offsets = block_offsets(nvec)
-    n = mask.shape[0]
-    actions = np.zeros((n, len(nvec)), dtype=np.int64)
-    logp = np.zeros(n, dtype=np.float64)
-    for c in range(len(nvec)):
-        block = mask[:, offsets[c] : offsets[c + 1]].astype(np.int64)
-        count = block.sum(axis=1)
-        safe = np.maximum(count, 1)
-        k = np.minimum((u[:, c] * safe).astype(np.int64), safe - 1)
-        csum = np.cumsum(block, axis=1)
-        actions[:, c] = np.argmax(csum > k[:, None], axis=1)
-        logp -= np.log(safe)
-    return actions, logp
+    n, width = mask.shape
+    dt = np.int16 if width < 2**15 else np.int64  # small temporaries stay in cache
+    m = mask.astype(bool)
+    cs = np.cumsum(m, axis=1, dtype=dt)  # allowed values so far in the row
+    ends = cs[:, offsets[1:] - 1]  # (n, n_comp) through each block's end
+    before = np.zeros_like(ends)
+    before[:, 1:] = ends[:, :-1]
+    count = ends - before
+    safe = np.maximum(count, 1)
+    k = np.minimum((u * safe).astype(dt), safe - 1)
+    # the (k + 1)-th allowed value of each block: the one allowed position whose running count
+    # is before + k + 1 (an empty block: its first value); one hit per block, in row order
+    hit = cs == (before + k + 1)[:, np.repeat(np.arange(len(nvec)), nvec)]
+    hit &= m
+    empty = count == 0
+    if empty.any():
+        hit[:, offsets[:-1]] |= empty
+    actions = np.flatnonzero(hit).reshape(n, len(nvec)) % width - offsets[:-1]
+    return actions, -np.log(safe.astype(np.float64)).sum(axis=1)

@@ -37,7 +37,9 @@ class MainEnv(Protocol):
     queries: np.ndarray
     """``(N,)`` int64 query id of each main episode"""
 
-    def _reset_rows(self, idx: np.ndarray, rngs: list, queries: np.ndarray | None) -> None: ...
+    def _reset_rows(
+        self, idx: np.ndarray, seeds: list[int] | None, queries: np.ndarray | None
+    ) -> None: ...
 
     def sample_instruction(self, role: str, rng: np.random.Generator) -> np.ndarray: ...
 
@@ -50,7 +52,7 @@ class SubState:
         (set by :meth:`SubAgentTask.begin`); instr ``(n, instruction_size)`` int64;
         t ``(n,)`` steps taken; done ``(n,)`` bool; reported ``(n,)`` bool (ended by a report);
         fmt_ok ``(n,)`` int8 (0 after a masked action); u ``(n, max_steps, n_uniforms)``
-        pre-drawn uniforms; z ``(n, max_steps)`` pre-drawn normals (latencies);
+        uniforms drawn at begin; z ``(n, max_steps)`` normals (latencies) drawn at begin;
         time ``(n,)`` simulated seconds so far.
     """
 
@@ -83,7 +85,7 @@ class SubAgentTask(ABC):
         nvec: ``(n_comp,)`` MultiDiscrete sizes of the sub-agent's action.
         instruction_size: number of int fields of an instruction.
         max_steps: step cap of one sub-episode (then truncated: no report, f_S = 0).
-        n_uniforms: pre-drawn uniforms per step available in ``state.u``.
+        n_uniforms: uniforms per step available in ``state.u`` (drawn at begin).
         tools: names of the tools the sub-agent's actions use (for the latency model).
         text: the role's :class:`TextFace`.
     """
@@ -228,7 +230,7 @@ class SubAgentEnv(gym.Env):
         query = options.get("query")
         self._main._reset_rows(
             np.zeros(1, dtype=np.int64),
-            [self.np_random],
+            None if seed is None else [seed],
             None if query is None else np.array([query], dtype=np.int64),
         )
         instr = options.get("instruction")

@@ -2,12 +2,12 @@
 :class:`envs.core.vector.HierarchicalVectorEnv`).
 
 ``_run_subepisodes`` runs one whole sub-episode per delegation, batched over every delegation
-of a main step, with the role's policy (or uniform random draws from the episode's pre-drawn
-uniforms), records each as a :class:`SubTrajectory` and delivers the reports to the main task.
+of a main step, with the role's policy (or uniform random draws from the episode's stream),
+records them as one :class:`SubBlock` of arrays and delivers the reports to the main task.
 Flat mode (the single agent) keeps one tool session per episode instead (``_open_sessions``,
 ``_state_sessions`` when the agent states it, ``_step_sessions``, ``_close_sessions``, which
 adds the session's e_S to the episode's ``flat_expert``). The methods read the engine's state
-(``self.calls``, ``self._u_sub``, ``self.records``, ...), set up by the engine's ``__init__``
+(``self.calls``, ``self._keys``, ``self.sub_records``, ...), set up by the engine's ``__init__``
 and ``reset``.
 """
 
@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from envs.core import streams
 from envs.core.latency import LatencyModel
-from envs.core.records import SubTrajectory
+from envs.core.records import SubBlock
 from envs.core.spaces import actions_allowed, sample_masked, validate_actions
 from envs.core.subagent import SubAgentTask, SubState
 
@@ -24,12 +25,27 @@ from envs.core.subagent import SubAgentTask, SubState
 class SubEpisodes:
     """Mixin: the engine's sub-agent episodes (see the module docstring)."""
 
-    def _slice_random(self, task: SubAgentTask, st: SubState, rows: np.ndarray, gidx: np.ndarray):
-        owners = st.owner[rows]
-        gidx = np.minimum(gidx, self._max_inv - 1)
-        st.u[rows] = self._u_sub[owners, gidx][:, : task.max_steps, : st.u.shape[2]]
-        st.z[rows] = self._z_sub[owners, gidx][:, : task.max_steps]
-        return self._u_pol[owners, gidx][:, : task.max_steps, : len(task.nvec)]
+    def _slice_random(
+        self, task: SubAgentTask, st: SubState, rows: np.ndarray, gidx: np.ndarray
+    ) -> None:
+        """Draw the uniforms ``st.u`` and normals ``st.z`` of sub-episodes ``rows``, the
+        ``gidx``-th invocations of their owners (counter-based: :mod:`envs.core.streams`)."""
+        keys = self._keys[st.owner[rows]]
+        S, U = task.max_steps, st.u.shape[2]
+        st.u[rows] = streams.uniforms(
+            keys[:, None, None], streams.SUB_U, streams.grid(gidx * (S * U), (S, U))
+        )
+        st.z[rows] = streams.normals(keys[:, None], streams.SUB_Z, streams.grid(gidx * S, (S,)))
+
+    def _policy_uniforms(
+        self, task: SubAgentTask, owners: np.ndarray, gidx: np.ndarray, t: int
+    ) -> np.ndarray:
+        """``(len(owners), n_comp)`` uniforms of the random sub policy at step ``t`` of the
+        ``gidx``-th invocations of ``owners``."""
+        C = len(task.nvec)
+        base = (gidx * task.max_steps + t) * C
+        keys = self._keys[owners][:, None]
+        return streams.uniforms(keys, streams.POLICY_U, streams.grid(base, (C,)))
 
     def _run_subepisodes(
         self, role: str, owners: np.ndarray, instr: np.ndarray, sub_time: np.ndarray
@@ -49,7 +65,7 @@ class SubEpisodes:
         st.owner[:] = owners
         st.instr[:] = np.asarray(instr, dtype=np.int64).reshape(n, -1)
         all_rows = np.arange(n)
-        u_pol = self._slice_random(task, st, all_rows, gidx)
+        self._slice_random(task, st, all_rows, gidx)
         task.begin(st, all_rows, self)
         S, C = task.max_steps, len(task.nvec)
         obs_buf: dict[str, np.ndarray] = {}
@@ -70,7 +86,8 @@ class SubEpisodes:
                     obs_buf[k] = np.zeros((n, S, *v.shape[1:]), dtype=v.dtype)
                 obs_buf[k][idx, t] = v
             if policy is None:
-                acts, lp = sample_masked(mask, task.nvec, u_pol[idx, t])
+                u = self._policy_uniforms(task, owners[idx], gidx[idx], t)
+                acts, lp = sample_masked(mask, task.nvec, u)
             else:
                 out = policy({k: v.copy() for k, v in obs.items()})
                 if not isinstance(out, tuple) or len(out) not in (2, 3):
@@ -95,41 +112,28 @@ class SubEpisodes:
         st.done[:] = True
         report, expert = task.result(st, all_rows)
         np.maximum.at(sub_time, owners, st.time)
-        f_s = (st.fmt_ok * st.reported).tolist()
-        keys, bufs = list(obs_buf), list(obs_buf.values())
-        turns = self.turn[owners].tolist()
-        cols = zip(
-            owners.tolist(),
-            st.t.tolist(),
-            inv.tolist(),
-            f_s,
-            expert.tolist(),
-            st.time.tolist(),
-            turns,
-            strict=True,
-        )
-        instr_rows = st.instr.copy()
-        for j, (o, T, k, f, e, dur, turn) in enumerate(cols):
-            self.records[o].append(
-                SubTrajectory(
-                    role=role,
-                    invocation=k,
-                    observations={key: b[j, :T] for key, b in zip(keys, bufs, strict=True)},
-                    actions=act_buf[j, :T],
-                    logp=logp_buf[j, :T],
-                    handle=handle_buf[j, :T],
-                    format_ok=f,
-                    expert=e,
-                    instruction=instr_rows[j],
-                    duration=dur,
-                    turn=turn,
-                )
+        self.sub_records.add(
+            SubBlock(
+                role=role,
+                owner=owners,
+                invocation=inv,
+                lengths=st.t.copy(),
+                observations=obs_buf,
+                actions=act_buf,
+                logp=logp_buf,
+                handle=handle_buf,
+                format_ok=(st.fmt_ok * st.reported).astype(np.int64),
+                expert=np.asarray(expert, dtype=np.float64),
+                instruction=st.instr.copy(),
+                duration=st.time.copy(),
+                turn=self.turn[owners].copy(),
             )
+        )
         self._deliver(role, owners, st.instr, report)
 
     def _open_sessions(self, idx: np.ndarray, instr: np.ndarray | None = None) -> None:
         """Flat mode: begin a tool session for episodes ``idx`` with ``instr`` (default: the
-        task's ``_flat_instruction``), drawing on the next invocation's pre-drawn randomness."""
+        task's ``_flat_instruction``), drawing on the next invocation's random stream."""
         task, st = self.sub_tasks[self.flat_role], self._session
         st.owner[idx] = idx
         st.instr[idx] = self._flat_instruction(idx) if instr is None else instr

@@ -2,13 +2,14 @@
 
 Subclass :class:`HierarchicalVectorEnv` for a task (see ``envs/PROTOCOL.md``). The engine owns
 episode bookkeeping (turns, format flag f_M, calls d_k per role, simulated time, sub-trajectory
-records), per-episode random generators with their pre-drawn arrays, action validation and
-masking, running delegated sub-agent episodes in batches, flat mode and the final ``info``.
+records as arrays), per-episode counter-based random streams, action validation and masking,
+running delegated sub-agent episodes in batches (:mod:`envs.core.subruns`), flat mode and the
+final ``info`` (:mod:`envs.core.finalinfo`).
 
-Batched == single: all randomness of episode ``i`` comes from its own generator, seeded at reset
-and drawn at reset into fixed arrays (``_u_main``, ``_z_main``, ``_u_sub``, ``_z_sub``,
-``_u_pol``) indexed by turn / invocation / step, so an episode's trajectory does not depend on
-the other episodes in the batch (given sub-agent policies that do not depend on batching).
+Batched == single: all randomness of episode ``i`` is a pure function of its 64-bit key (set
+from its seed at reset) and of the turn / invocation / step it is drawn for
+(:mod:`envs.core.streams`), so an episode's trajectory does not depend on the other episodes in
+the batch (given sub-agent policies that do not depend on batching).
 
 Flat mode (the single agent, ``flat=True``): the main agent uses ``flat_role``'s tools itself,
 one tool session at a time, under the turn rule :func:`flat_max_turns` (the hierarchy's budget:
@@ -28,13 +29,13 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs.core import rendering
+from envs.core import rendering, streams
+from envs.core.finalinfo import FinalInfo, FinalInfos
 from envs.core.latency import LatencyModel
-from envs.core.records import SubTrajectory
+from envs.core.records import SubRecords
 from envs.core.spaces import (
     actions_allowed,
     block_offsets,
@@ -71,16 +72,7 @@ def flat_max_turns(main_turns: int, sub_steps: int) -> int:
     return int(main_turns) * (1 + int(sub_steps))
 
 
-def _generator(seed: int | None) -> np.random.Generator:
-    """The generator ``gymnasium.utils.seeding.np_random(seed)`` makes (same stream), faster."""
-    if seed is None:
-        return seeding.np_random(None)[0]
-    if not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seeds must be non-negative ints, got {seed!r}")
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed))))
-
-
-class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
+class HierarchicalVectorEnv(SubEpisodes, FinalInfo, VectorEnv, ABC):
     """Base class of the batched main-agent envs. See ``envs/PROTOCOL.md`` for the hooks.
 
     Args:
@@ -96,7 +88,7 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
         max_parallel: the most delegations one main action may carry.
         flat: single-agent mode: the main agent uses ``flat_role``'s tools itself.
         latency: the :class:`LatencyModel`.
-        n_main_uniforms: pre-drawn uniforms per main turn for the task (``_u_main``).
+        n_main_uniforms: uniforms per main turn for the task (:meth:`_main_uniforms`).
         delegate_type: the action-type value meaning "delegate" (in flat mode: "use a tool").
         flat_role: the role whose tools the main agent gets in flat mode.
         render_mode: Gymnasium's ``render_mode``: ``"ansi"`` makes :meth:`render` return the
@@ -173,12 +165,9 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
         self._policies: dict[str, SubPolicy | None] = {r: None for r in self.sub_tasks}
         self._lat = {r: latency.table(t.tools) for r, t in self.sub_tasks.items()}
         self._lat_main = latency.table(main_tools)
-        self._max_sub_steps = max((t.max_steps for t in self.sub_tasks.values()), default=1)
-        self._max_sub_u = max((t.n_uniforms for t in self.sub_tasks.values()), default=1)
-        self._max_sub_c = max((len(t.nvec) for t in self.sub_tasks.values()), default=1)
-        self._max_inv = self.max_turns * max(self.max_parallel, 1)
         n = self.num_envs
-        self._rngs: list[np.random.Generator] = [seeding.np_random(None)[0] for _ in range(n)]
+        self._keys = streams.entropy_keys(n)
+        """``(N,)`` uint64 each episode's random key (:mod:`envs.core.streams`)"""
         self.queries = np.zeros(n, dtype=np.int64)
         self.turn = np.zeros(n, dtype=np.int64)
         self.done = np.ones(n, dtype=bool)
@@ -190,8 +179,11 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
         self.sim_time = np.zeros(n, dtype=np.float64)
         self.calls = np.zeros((n, len(self.sub_tasks)), dtype=np.int64)
         self._issued = np.zeros(n, dtype=np.int64)
-        self.records: list[list[SubTrajectory]] = [[] for _ in range(n)]
-        self.final_infos: list[dict[str, Any] | None] = [None] * n
+        self.sub_records = SubRecords(n)
+        """the sub-episodes of the current episodes, as arrays (``records[i]``: lazy lists)"""
+        self.final_infos = FinalInfos(self)
+        """``final_infos[i]``: episode i's final info dict (None before it ends), built lazily"""
+        self._ended = np.zeros(n, dtype=bool)
         self._session: SubState | None = None
         self.session_open = np.zeros(n, dtype=bool)
         """flat mode: ``(N,)`` whether episode i has an open tool session (tool calls allowed)"""
@@ -199,7 +191,8 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
         self._flat_sessions = np.zeros(n, dtype=np.int64)  # finished sessions
         self._mask_cache: np.ndarray | None = None
         self._last_obs: dict[str, np.ndarray] | None = None
-        self._alloc_random()
+        if self.flat:
+            self._session = self.sub_tasks[self.flat_role].new_state(n)
 
     # ------------------------------------------------------------------ public protocol
     @property
@@ -284,48 +277,31 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
         self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Reset all N episodes. ``seed``: int (episode i gets ``seed + i``), sequence of N ints,
-        or None (continue each episode slot's generator). ``options["query"]``: ``(N,)`` int64
-        query ids (default: drawn from each episode's generator)."""
+        or None (continue each episode slot's stream). ``options["query"]``: ``(N,)`` int64
+        query ids (default: drawn from each episode's stream)."""
         n = self.num_envs
-        if seed is None:
-            rngs = self._rngs
-        else:
-            seeds = [int(seed) + i for i in range(n)] if np.isscalar(seed) else list(seed)
+        seeds = None
+        if seed is not None:
+            seeds = [int(seed) + i for i in range(n)] if np.isscalar(seed) else seed
             if len(seeds) != n:
                 raise ValueError(f"seed must be an int or {n} ints, got {len(seeds)}")
-            rngs = [_generator(s) for s in seeds]
         queries = None
         if options is not None and options.get("query") is not None:
             queries = np.asarray(options["query"], dtype=np.int64).reshape(-1)
             if queries.shape != (n,) or (queries < 0).any():
                 raise ValueError(f'options["query"] must be {n} non-negative ints')
-        self._reset_rows(np.arange(n), rngs, queries)
+        self._reset_rows(np.arange(n), seeds, queries)
         return self._obs(), {}
 
     def _reset_rows(
-        self, idx: np.ndarray, rngs: list[np.random.Generator], queries: np.ndarray | None
+        self, idx: np.ndarray, seeds: Sequence[int] | np.ndarray | None, queries: np.ndarray | None
     ) -> None:
-        """Reset episodes ``idx`` with generators ``rngs`` (one per row) and query ids."""
-        T, P, S = self.max_turns, self._max_inv, self._max_sub_steps
-        um, us, up = self._u_main.shape[2], self._u_sub.shape[3], self._u_pol.shape[3]
-        cuts = np.cumsum([T * um, P * S * us, P * S * up])
-        m = len(idx)
-        u_all = np.empty((m, int(cuts[-1])))
-        z_all = np.empty((m, T + P * S))
-        q = np.empty(m, dtype=np.int64)
-        for j, i in enumerate(idx):
-            rng = rngs[j]
-            self._rngs[i] = rng
-            q[j] = rng.integers(0, 2**31) if queries is None else queries[j]
-            # one draw of uniforms and one of normals per episode, split below
-            u_all[j] = rng.random(int(cuts[-1]))
-            z_all[j] = rng.standard_normal(T + P * S)
-        self.queries[idx] = q
-        self._u_main[idx] = u_all[:, : cuts[0]].reshape(m, T, um)
-        self._u_sub[idx] = u_all[:, cuts[0] : cuts[1]].reshape(m, P, S, us)
-        self._u_pol[idx] = u_all[:, cuts[1] :].reshape(m, P, S, up)
-        self._z_main[idx] = z_all[:, :T]
-        self._z_sub[idx] = z_all[:, T:].reshape(m, P, S)
+        """Reset episodes ``idx`` with ``seeds`` (one per row; None: continue each slot's
+        stream) and query ids (None: drawn from the episodes' streams)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        keys = streams.next_keys(self._keys[idx]) if seeds is None else streams.seed_keys(seeds)
+        self._keys[idx] = keys
+        self.queries[idx] = streams.query_ids(keys) if queries is None else queries
         self.turn[idx] = 0
         self.done[idx] = False
         self.terminated[idx] = False
@@ -338,9 +314,9 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
         self._issued[idx] = 0
         self._flat_expert[idx] = 0.0
         self._flat_sessions[idx] = 0
-        for i in idx:
-            self.records[i] = []
-            self.final_infos[i] = None
+        self._ended[idx] = False
+        self.sub_records.drop(idx)
+        self.final_infos.forget(idx)
         self._new_episodes(idx)
         if self.flat:
             self._open_sessions(idx)
@@ -348,15 +324,11 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
                 self._issued[idx] = 0
                 self.session_open[idx] = False
 
-    def _alloc_random(self) -> None:
-        n, T, P, S = self.num_envs, self.max_turns, self._max_inv, self._max_sub_steps
-        self._u_main = np.zeros((n, T, max(self._n_main_uniforms, 1)))
-        self._z_main = np.zeros((n, T))
-        self._u_sub = np.zeros((n, P, S, max(self._max_sub_u, 1)))
-        self._z_sub = np.zeros((n, P, S))
-        self._u_pol = np.zeros((n, P, S, self._max_sub_c))
-        if self.flat:
-            self._session = self.sub_tasks[self.flat_role].new_state(n)
+    def _main_uniforms(self) -> np.ndarray:
+        """``(N, n_main_uniforms)`` uniforms of each episode's current turn (for the task)."""
+        k = max(self._n_main_uniforms, 1)
+        base = np.minimum(self.turn, self.max_turns - 1) * k
+        return streams.uniforms(self._keys[:, None], streams.MAIN_U, streams.grid(base, (k,)))
 
     # ------------------------------------------------------------------ observation
     def _obs(self) -> dict[str, np.ndarray]:
@@ -403,8 +375,8 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
         res = self._act(a[:, :cm], ok)
         if res.tool is not None:
             med, sig = self._lat_main
-            rows = np.arange(n)
-            z = self._z_main[rows, np.minimum(self.turn, self.max_turns - 1)]
+            turn = np.minimum(self.turn, self.max_turns - 1)
+            z = streams.normals(self._keys, streams.MAIN_Z, turn)
             step_time += LatencyModel.sample(np.where(active, res.tool, -1), z, med, sig)
         sub_time = np.zeros(n)
         for role, (owners, instr) in res.delegations.items():
@@ -429,69 +401,3 @@ class HierarchicalVectorEnv(SubEpisodes, VectorEnv, ABC):
         reward = np.where(newly_done, self.format_ok * self.correct, 0.0).astype(np.float64)
         info = self._final_info(np.flatnonzero(newly_done))
         return self._obs(), reward, self.terminated.copy(), self.truncated.copy(), info
-
-    # ------------------------------------------------------------------ info
-    def _final_info(self, idx: np.ndarray) -> dict[str, Any]:
-        """Per-episode final infos (kept in ``final_infos``) and their vector-convention form."""
-        n = self.num_envs
-        if len(idx) == 0:
-            return {}
-        roles = tuple(self.sub_tasks) if not self.flat else ()
-        cols = [
-            self.queries[idx].tolist(),
-            self.correct[idx].tolist(),
-            self.format_ok[idx].tolist(),
-            self.calls[idx].tolist(),
-            self.category_errors[idx].tolist(),
-            self.sim_time[idx].tolist(),
-            self.turn[idx].tolist(),
-        ]
-        for i, q, c, f, calls, cat, t, turns in zip(idx.tolist(), *cols, strict=True):
-            recs = self.records[i]
-            if len(recs) > 1:
-                order = sorted(range(len(recs)), key=lambda k: (recs[k].turn, recs[k].duration, k))
-                for rank, k in enumerate(order):
-                    recs[k].finish_order = rank
-            self.final_infos[i] = {
-                "query": q,
-                "correct": c,
-                "format_ok": f,
-                "calls": dict(zip(roles, calls, strict=False)),
-                "category_errors": cat,
-                "sim_time": t,
-                "turns": turns,
-                "sub_trajectories": recs,
-                **self._flat_final_info(i),
-                **self._extra_final_info(i),
-            }
-        m = np.zeros(n, dtype=bool)
-        m[idx] = True
-        info: dict[str, Any] = {}
-        for key in ("correct", "format_ok", "category_errors", "sim_time", "turns", "query"):
-            arr = np.zeros(n, dtype=np.float64 if key in ("correct", "sim_time") else np.int64)
-            arr[idx] = [self.final_infos[i][key] for i in idx]
-            info[key], info[f"_{key}"] = arr, m.copy()
-        info["calls"] = {r: np.where(m, self.calls[:, k], 0) for k, r in enumerate(roles)}
-        info["_calls"] = m.copy()
-        subs = np.empty(n, dtype=object)
-        for i in range(n):
-            subs[i] = self.final_infos[i]["sub_trajectories"] if m[i] else None
-        info["sub_trajectories"], info["_sub_trajectories"] = subs, m.copy()
-        if self.flat:
-            for key, dt in (("flat_expert", np.float64), ("flat_sessions", np.int64)):
-                arr = np.zeros(n, dtype=dt)
-                arr[idx] = [self.final_infos[i][key] for i in idx]
-                info[key], info[f"_{key}"] = arr, m.copy()
-        return info
-
-    def _flat_final_info(self, i: int) -> dict[str, Any]:
-        """Flat mode: ``flat_expert`` (mean e_S of the episode's finished tool sessions, 0.0 if
-        none: the dense expert term a trainer may give the single agent) and ``flat_sessions``."""
-        if not self.flat:
-            return {}
-        k = int(self._flat_sessions[i])
-        return {"flat_expert": float(self._flat_expert[i] / k) if k else 0.0, "flat_sessions": k}
-
-    def _extra_final_info(self, i: int) -> dict[str, Any]:
-        """Task-specific keys added to episode ``i``'s final info (default none)."""
-        return {}

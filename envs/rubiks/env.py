@@ -293,8 +293,8 @@ class RubiksLogicVectorEnv(HierarchicalVectorEnv):
             return TextFace(tools, self.nvec, describe, SYSTEM_FLAT, reserved=reserved, **kw)
         return TextFace(main_tools, self.nvec, describe, SYSTEM, **kw)
 
-    def _extra_final_info(self, i: int) -> dict[str, Any]:
-        return {"facts_needed": int(self.n_needed[i])}
+    def _extra_final_arrays(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        return {"facts_needed": self.n_needed[rows].copy()}
 
 
 class _MainDescribe:

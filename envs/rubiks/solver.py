@@ -139,10 +139,18 @@ def needs(possible: np.ndarray, missing: np.ndarray, facts: np.ndarray) -> np.nd
     can narrow the candidates. Shapes as :func:`candidates`."""
     live = possible & consistent(facts)  # (n, 30)
     both = live[:, :, None] & live[:, None, :]  # (n, 30, 30)
-    diff_m = (missing[:, :, None, :] != missing[:, None, :, :]).any(axis=3)  # (n, 30, 30)
-    diff_v = TOPIC_VALUES.T[:, :, None] != TOPIC_VALUES.T[:, None, :]  # (T, 30, 30)
-    hit = ((both & diff_m)[:, None] & diff_v[None]).any(axis=(2, 3))
+    code = missing.astype(np.int64) @ _BITS  # (n, 30): each world's missing pieces as bits
+    diff_m = code[:, :, None] != code[:, None, :]  # (n, 30, 30)
+    pairs = (both & diff_m).reshape(len(live), -1).astype(np.float32)
+    hit = pairs @ _DIFF_V > 0  # (n, T): some such pair of worlds disagrees on t (exact counts)
     return hit & (np.asarray(facts) < 0)
+
+
+_BITS = np.int64(1) << np.arange(N_PAIRS, dtype=np.int64)
+_DIFF_V = (
+    (TOPIC_VALUES.T[:, :, None] != TOPIC_VALUES.T[:, None, :]).reshape(N_TOPICS, -1).T
+).astype(np.float32)
+"""``(30 * 30, T)``: whether two worlds disagree on topic t's value"""
 
 
 def solve(clues: np.ndarray, facts: np.ndarray) -> np.ndarray:

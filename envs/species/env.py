@@ -109,7 +109,12 @@ class InvasiveSpeciesVectorEnv(HierarchicalVectorEnv):
 
     # ---------------------------------------------------------------- hooks
     def _new_episodes(self, idx: np.ndarray) -> None:
-        self.state.reset_rows(idx, self.generator(self.queries[idx]))
+        # each query's base once (a group's K rollouts share it): rows depend only on the id
+        uq, inv = np.unique(self.queries[idx], return_inverse=True)
+        kb = self.generator(uq)
+        if len(uq) < len(idx):
+            kb = replace(kb, **{k: v[inv] for k, v in kb.__dict__.items()})
+        self.state.reset_rows(idx, kb)
 
     def _observe(self) -> dict[str, np.ndarray]:
         st, f32 = self.state, np.float32
@@ -193,32 +198,16 @@ class InvasiveSpeciesVectorEnv(HierarchicalVectorEnv):
         include = rng.integers(0, 2, NUM_SLOTS)
         return np.concatenate([[t], value, include]).astype(np.int64)
 
-    def _extra_final_info(self, i: int) -> dict[str, Any]:
-        kept = self.state.kept[i]
+    def _extra_final_arrays(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        count = self.state.kept_count[rows]
         return {
-            "constraints_kept": float(sum(kept) / len(kept)) if kept else 0.0,
-            "instructions": len(kept),
-            "distractor_hit": int(self._hit[i]),
-            "hops": int(self.state.kb.n_hops[i]),
+            "constraints_kept": np.where(
+                count > 0, self.state.kept_sum[rows] / np.maximum(count, 1), 0.0
+            ),
+            "instructions": count.copy(),
+            "distractor_hit": T.distractor_hit(self.state, rows),
+            "hops": self.state.kb.n_hops[rows].astype(np.int64),
         }
-
-    def _final_info(self, idx: np.ndarray) -> dict[str, Any]:
-        self._hit = np.zeros(self.num_envs, dtype=np.int64)
-        if len(idx):
-            self._hit[idx] = T.distractor_hit(self.state, np.asarray(idx))
-        info = super()._final_info(idx)
-        if len(idx):
-            m = np.zeros(self.num_envs, dtype=bool)
-            m[idx] = True
-            for key, dt in (
-                ("constraints_kept", np.float64),
-                ("distractor_hit", np.int64),
-                ("hops", np.int64),
-            ):
-                arr = np.zeros(self.num_envs, dtype=dt)
-                arr[idx] = [self.final_infos[i][key] for i in idx]
-                info[key], info[f"_{key}"] = arr, m.copy()
-        return info
 
     # ---------------------------------------------------------------- baselines
     def baseline_policies(self, baseline: str, rng: np.random.Generator):
@@ -415,7 +404,7 @@ class InvasiveSpeciesEnv(HierarchicalEnv):
     >>> import numpy as np
     >>> from envs.species.env import InvasiveSpeciesEnv, oracle_sub
     >>> env = InvasiveSpeciesEnv()
-    >>> obs, info = env.reset(seed=0)
+    >>> obs, info = env.reset(seed=25)
     >>> obs["hops"]  # a two-hop question: species, then records
     array([0., 0., 1., 1.], dtype=float32)
     >>> env.set_subagent("sub", oracle_sub)

@@ -19,7 +19,7 @@ belongs to the main episode ``row[i]``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,8 +51,11 @@ class MainState:
     """int64 (n, 4): calls made for each type."""
     hit: np.ndarray
     """bool (n,): some report of the episode was a planted distractor."""
-    kept: list = field(default_factory=list)
-    """per episode: share of the hop's essential fields kept, one entry per instruction."""
+    kept_sum: np.ndarray
+    """float64 (n,): sum over the episode's instructions of the share of the hop's essential
+    fields kept."""
+    kept_count: np.ndarray
+    """int64 (n,): instructions sent."""
 
     @classmethod
     def empty(cls, kb: KnowledgeBase) -> MainState:
@@ -63,7 +66,8 @@ class MainState:
             status=np.zeros((n, NUM_TYPES), dtype=np.int64),
             attempts=np.zeros((n, NUM_TYPES), dtype=np.int64),
             hit=np.zeros(n, dtype=bool),
-            kept=[[] for _ in range(n)],
+            kept_sum=np.zeros(n, dtype=np.float64),
+            kept_count=np.zeros(n, dtype=np.int64),
         )
 
     def reset_rows(self, rows: np.ndarray, kb: KnowledgeBase) -> None:
@@ -74,8 +78,8 @@ class MainState:
         self.status[rows] = PENDING
         self.attempts[rows] = 0
         self.hit[rows] = False
-        for r in rows.tolist():
-            self.kept[r] = []
+        self.kept_sum[rows] = 0.0
+        self.kept_count[rows] = 0
 
 
 def first_type(state: MainState, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
@@ -130,8 +134,8 @@ def make_instructions(
     value = question_values(state, rows, t)
     include = np.asarray(keep, dtype=bool) & (value >= 0)
     share = include.sum(axis=1) / NUM_SLOTS
-    for r, s in zip(rows.tolist(), share.tolist(), strict=True):
-        state.kept[r].append(s)
+    np.add.at(state.kept_sum, rows, share)  # in issue order, as a running sum would
+    np.add.at(state.kept_count, rows, 1)
     np.add.at(state.attempts, (rows, t), 1)
     return value, include
 

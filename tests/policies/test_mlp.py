@@ -2,9 +2,11 @@
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
 from policies import MLPPolicy, shared_policies
+from policies.mlp import _masked_log_softmax
 from sim import group_advantages, policy_loss
 
 OBS = gym.spaces.Dict(
@@ -92,3 +94,19 @@ def test_shared_policies_share_one_trunk():
     assert pols["main"].head is not pols["sub"].head
     n_unique = len({id(p) for p in module.parameters()})
     assert n_unique == len(list(module.parameters()))  # the trunk counted once
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_padded_log_softmax_equals_per_component_softmaxes(seed):
+    # all components at once (padded to the widest) == one masked log-softmax per component
+    g = torch.Generator().manual_seed(seed)
+    nvec = np.array([3, 1, 5, 2])
+    logits = torch.randn(6, int(nvec.sum()), generator=g)
+    masks = (torch.rand(6, int(nvec.sum()), generator=g) < 0.7).to(torch.int8)
+    masks[:, 3] = 1  # the one-value component stays allowed
+    lp = _masked_log_softmax(logits, masks, nvec)
+    start = 0
+    for c, size in enumerate(nvec.tolist()):
+        lg = logits[:, start : start + size].masked_fill(masks[:, start : start + size] == 0, -1e9)
+        torch.testing.assert_close(lp[:, c, :size], torch.log_softmax(lg, -1))
+        start += size
