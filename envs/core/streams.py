@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.special import ndtri
 
 QUERY, MAIN_U, MAIN_Z, SUB_U, SUB_Z, POLICY_U, NEXT = range(7)
 """stream ids"""
@@ -79,6 +78,8 @@ def uniforms(keys: np.ndarray, stream: int, index: np.ndarray) -> np.ndarray:
 def normals(keys: np.ndarray, stream: int, index: np.ndarray) -> np.ndarray:
     """float64 standard normals (inverse CDF of a uniform in (0, 1)), shapes as :func:`bits`."""
     u = ((bits(keys, stream, index) >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
+    from scipy.special import ndtri  # here: `mgrpo envs` and --help stay scipy-free
+
     return ndtri(u)
 
 

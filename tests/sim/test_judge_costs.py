@@ -86,7 +86,7 @@ def test_a_noisy_judge_changes_the_sub_rewards_and_logs_both_expert_means(hier):
     s = prepare_sub(cfg, batch, "sub", 0, learner.policies["sub"], 0, metrics)
     exact = prepare_sub(learner.cfg, batch, "sub", 0, learner.policies["sub"], 0, {})
     assert not torch.equal(s.rewards, exact.rewards)
-    assert metrics["sub/expert_mean"] != metrics["sub/expert_true_mean"]
+    assert 0.0 <= metrics["sub/expert_mean"] <= 1.0  # as judged (flips 0->1 and 1->0 may cancel)
     # expert_true_mean is the env's score; the same step and seed draw the same verdicts
     true = float(torch.from_numpy(batch.trajectories["sub"].expert).float().mean())
     assert metrics["sub/expert_true_mean"] == true
@@ -98,9 +98,10 @@ def test_a_noisy_judge_changes_the_sub_rewards_and_logs_both_expert_means(hier):
 
 def test_a_tiny_run_with_a_flip_judge_logs_judged_and_true_expert_means():
     learner = Learner(tiny_config(RUBIKS, **{"reward.judge": "flip", "reward.judge_noise": 0.2}))
-    row = learner.train_step()
-    assert row["sub/expert_mean"] != row["sub/expert_true_mean"]
-    assert 0.0 <= row["sub/expert_mean"] <= 1.0
+    rows = [learner.train_step() for _ in range(3)]
+    # flips both ways may cancel in one step's mean, not in three steps'
+    assert any(r["sub/expert_mean"] != r["sub/expert_true_mean"] for r in rows)
+    assert all(0.0 <= r["sub/expert_mean"] <= 1.0 for r in rows)
 
 
 # ---------------------------------------------------------------------- costs
