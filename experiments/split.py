@@ -324,17 +324,9 @@ def _owned(key: str, role: str) -> bool:
 def _canonical_order(metrics: dict[str, Any], roles: tuple[str, ...]) -> dict[str, Any]:
     """The keys in the one-process order: header, reward keys by role, then update keys by
     role (``rows`` first), so split and one-process rows print alike."""
-    update_keys = {
-        "rows",
-        "loss",
-        "clip_frac_low",
-        "clip_frac_high",
-        "approx_kl",
-        "entropy",
-        "grad_norm",
-        "rollout_logp_diff",
-        "tokens",
-    }
+    from sim.trainer import UPDATE_KEYS
+
+    update_keys = {"rows", *UPDATE_KEYS}
     head = {k: v for k, v in metrics.items() if "/" not in k}
     prep: dict[str, Any] = {}
     upd: dict[str, Any] = {}

@@ -51,9 +51,20 @@ from sim.update import (
 )
 from sim.update import update_role as _update_role
 
-__all__ = ["HELDOUT", "Learner", "TrainingError", "make_env"]
+__all__ = ["HELDOUT", "UPDATE_KEYS", "Learner", "TrainingError", "make_env"]
 
 HELDOUT = 2**31
+UPDATE_KEYS = (
+    "loss",
+    "clip_frac_low",
+    "clip_frac_high",
+    "approx_kl",
+    "entropy",
+    "grad_norm",
+    "rollout_logp_diff",
+    "tokens",
+)
+"""what :meth:`Learner.update` logs per role (``<role>/<key>``; also ``<role>/rows``)"""
 """query ids from here up are the held-out evaluation split"""
 
 
@@ -285,19 +296,7 @@ class Learner(EngineSync, RankSync):
         ``rollout_logp_diff``, ``tokens``."""
         cfg, step = self.cfg, self.step
         for role in roles:
-            m = dict.fromkeys(
-                (
-                    "loss",
-                    "clip_frac_low",
-                    "clip_frac_high",
-                    "approx_kl",
-                    "entropy",
-                    "grad_norm",
-                    "rollout_logp_diff",
-                    "tokens",
-                ),
-                0.0,
-            )
+            m = dict.fromkeys(UPDATE_KEYS, 0.0)
             p = prepared.get(role)
             metrics[f"{role}/rows"] = len(p) if p is not None else 0
             if p is not None and not self.frozen[role] and len(p) > 0:
