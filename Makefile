@@ -31,6 +31,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_envs.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_generator.py
+	$(PY) benchmarks/bench_store.py
+	$(PY) benchmarks/bench_split.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
