@@ -32,6 +32,7 @@ process for a role is refused; the claim's owner is the host and the run directo
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import socket
 import time
@@ -164,6 +165,21 @@ class _Side:
         self.waited += w
         return w
 
+    def _train_local(
+        self, batch: RolloutBatch, on_progress: Callable[[str], None] | None
+    ) -> tuple[dict[str, Any], float, float]:
+        """This process's roles: rewards, alignment, advantages, then their updates (the
+        learner's ``prepare`` and ``update`` phases). Returns the metrics row so far and the
+        perf_counter times at the end of the preparation and of the updates."""
+        L = self.learner
+        metrics = L.step_header()
+        gaps: dict[str, float] = {}
+        prepared = L.prepare(batch, self.local, metrics, gaps)
+        L.last_prepared = prepared
+        t2 = time.perf_counter()
+        L.update(prepared, self.local, metrics, gaps, on_progress)
+        return metrics, t2, time.perf_counter()
+
     def close(self) -> None:
         """Release the claims and the database connections (idempotent)."""
         for c in self.claims:
@@ -207,13 +223,7 @@ class MainSide(_Side):
             traj = _with_rollout_arrays(batch, r)
             self.run.put_sub_rows(n, traj, batch.correct, group_size=batch.group_size)
             self.run.mark(n, r, "written")
-        metrics = L.step_header()
-        gaps: dict[str, float] = {}
-        prepared = L.prepare(batch, self.local, metrics, gaps)
-        L.last_prepared = prepared
-        t2 = time.perf_counter()
-        L.update(prepared, self.local, metrics, gaps, on_progress)
-        t3 = time.perf_counter()
+        metrics, t2, t3 = self._train_local(batch, on_progress)
         progress("waiting for specialists")
         self._load_remote(n)  # the weights of step n: evaluation and the next rollout use them
         for r in self.remote:
@@ -245,13 +255,7 @@ class SubSide(_Side):
         batch = self._batch(n)
         t1 = time.perf_counter()
         progress("advantages")
-        metrics = L.step_header()
-        gaps: dict[str, float] = {}
-        prepared = L.prepare(batch, self.local, metrics, gaps)
-        L.last_prepared = prepared
-        t2 = time.perf_counter()
-        L.update(prepared, self.local, metrics, gaps, on_progress)
-        t3 = time.perf_counter()
+        metrics, t2, t3 = self._train_local(batch, on_progress)
         for r in self.local:
             if self.run.has_marker(n, r, "published"):  # a resume redid a published step
                 continue
@@ -300,21 +304,7 @@ def _with_rollout_arrays(batch: RolloutBatch, role: str) -> Trajectories:
     extras[_EXTRA + "correct"] = np.asarray(batch.correct, np.float64)
     extras[_EXTRA + "sim_time"] = np.asarray(batch.sim_time, np.float64)
     extras[_EXTRA + "calls"] = np.asarray(batch.calls[role])
-    return Trajectories(
-        role=traj.role,
-        rollout=traj.rollout,
-        invocation=traj.invocation,
-        finish_order=traj.finish_order,
-        format_ok=traj.format_ok,
-        expert=traj.expert,
-        version=traj.version,
-        offsets=traj.offsets,
-        obs=traj.obs,
-        actions=traj.actions,
-        logp=traj.logp,
-        handle=traj.handle,
-        extras=extras,
-    )
+    return dataclasses.replace(traj, extras=extras)
 
 
 def _owned(key: str, role: str) -> bool:
