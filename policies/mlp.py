@@ -224,17 +224,16 @@ class MLPPolicy(nn.Module):
         return TokenBatch(logp, valid, {"inputs": inputs, "masks": masks, "actions": actions})
 
     def token_logprobs(self, batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-step log-probs and entropies ``(num_rows, seq_len)``; padding steps are scored
-        with an all-ones mask (finite values, masked out by the loss)."""
+        """Per-step log-probs and entropies ``(num_rows, seq_len)``: the policy runs on the
+        valid steps only (``mask > 0``, gathered), scattered back; padding steps get 0 (and no
+        gradient), which the loss masks out."""
         n, t = batch.logp_old.shape
-        masks = batch.data["masks"]
-        masks = torch.where(batch.mask[..., None] > 0, masks, torch.ones_like(masks))
-        logp, ent = self.log_prob(
-            batch.data["inputs"].reshape(n * t, -1),
-            masks.reshape(n * t, -1),
-            batch.data["actions"].reshape(n * t, -1),
-        )
-        return logp.reshape(n, t), ent.reshape(n, t)
+        on = batch.mask > 0
+        where = torch.nonzero(on, as_tuple=True)
+        d = batch.data
+        lp, e = self.log_prob(d["inputs"][where], d["masks"][where], d["actions"][where])
+        zeros = torch.zeros((n, t), dtype=lp.dtype)
+        return zeros.index_put(where, lp), zeros.index_put(where, e)
 
     def _relevance(self, actions: torch.Tensor) -> torch.Tensor:
         if self.relevance is None:

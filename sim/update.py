@@ -82,13 +82,19 @@ def check_tensor(step: int, role: str, quantity: str, t: torch.Tensor, hint: str
 class Prepared:
     """A role's training rows for one step (aligned, packed by its policy), their advantages
     ``(num_rows,)`` and row weights ``(num_rows,)``, the rewards of the original (unaligned)
-    rows, and the training step that produced each row."""
+    rows, and the training step that produced each row.
+
+    ``source`` ``(num_rows,)`` int64, optional: the original row each row copies (alignment
+    duplicates rows). Rows with the same source hold the same inputs, so the update runs the
+    policy once per source row of a minibatch and repeats its output (same values and
+    gradients, up to float rounding)."""
 
     tokens: TokenBatch
     adv: torch.Tensor
     weight: torch.Tensor
     rewards: torch.Tensor
     version: torch.Tensor
+    source: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -295,7 +301,7 @@ def prepare_sub(
         metrics[f"{role}/align_{k}"] = v
     tokens = policy.pack(traj).select(a.index)
     version = torch.from_numpy(traj.version)[a.index]
-    return Prepared(tokens, adv.float(), a.weight.float(), r, version)
+    return Prepared(tokens, adv.float(), a.weight.float(), r, version, a.index)
 
 
 # ---------------------------------------------------------------------- engine rows
@@ -312,7 +318,7 @@ def engine_correction(p: Prepared, policy: Any, cap: float) -> tuple[Prepared, d
         w = tokens.data["is_weight"][on]
         out["is_weight_mean"] = float(w.mean())
         out["is_clip_frac"] = float((w >= float(cap)).float().mean())
-    return Prepared(tokens, p.adv, p.weight, p.rewards, p.version), out
+    return Prepared(tokens, p.adv, p.weight, p.rewards, p.version, p.source), out
 
 
 # ---------------------------------------------------------------------- update
@@ -365,7 +371,7 @@ def update_role(
         for mb in torch.tensor_split(perm, n_mb):
             mb, b_weight = ranks.share(mb, p.weight)
             b_tokens = p.tokens.select(mb)
-            logp, ent = policy.token_logprobs(b_tokens)
+            logp, ent = _recompute(policy, p, mb, b_tokens)
             if count == 0:
                 logp_diff = ranks.max(_logp_diff(logp, b_tokens))
             ref_logp = None
@@ -426,6 +432,22 @@ def update_role(
     out["rollout_logp_diff"] = logp_diff
     out["tokens"] = float(p.tokens.mask.sum())
     return out
+
+
+def _recompute(
+    policy: Any, p: Prepared, mb: torch.Tensor, b_tokens: TokenBatch
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``policy.token_logprobs`` of minibatch ``mb``, run once per distinct source row (the
+    copies alignment made share it) and gathered back to ``(len(mb), seq_len)``."""
+    if p.source is None or len(mb) == 0:
+        return policy.token_logprobs(b_tokens)
+    uniq, inv = torch.unique(p.source[mb], return_inverse=True)
+    if len(uniq) == len(mb):
+        return policy.token_logprobs(b_tokens)
+    first = torch.full((len(uniq),), len(mb), dtype=torch.long)
+    first.scatter_reduce_(0, inv, torch.arange(len(mb)), "amin")
+    logp, ent = policy.token_logprobs(b_tokens.select(first))
+    return logp[inv], ent[inv]
 
 
 def _logp_diff(logp: torch.Tensor, tokens: Any) -> float:

@@ -110,3 +110,37 @@ def test_padded_log_softmax_equals_per_component_softmaxes(seed):
         lg = logits[:, start : start + size].masked_fill(masks[:, start : start + size] == 0, -1e9)
         torch.testing.assert_close(lp[:, c, :size], torch.log_softmax(lg, -1))
         start += size
+
+
+def test_token_logprobs_score_only_the_valid_steps():
+    """Issue 14 item 2: the policy runs on the gathered valid steps; their values equal a
+    step-by-step evaluation, padding gets 0 and no gradient reaches it."""
+    from policies.base import TokenBatch
+
+    pol = MLPPolicy(OBS, ACT, hidden=8, seed=3)
+    g = torch.Generator().manual_seed(0)
+    n, t = 5, 4
+    inputs = torch.rand((n, t, pol.input_dim), generator=g, requires_grad=True)
+    masks = torch.ones((n, t, 5), dtype=torch.int8)
+    masks[1, 2, 0] = 0  # component 0 forced to value 1 on one step
+    actions = torch.stack(
+        [torch.randint(0, 2, (n, t), generator=g), torch.randint(0, 3, (n, t), generator=g)], -1
+    )
+    actions[1, 2, 0] = 1
+    valid = (torch.arange(t)[None, :] < torch.tensor([4, 3, 1, 2, 4])[:, None]).float()
+    batch = TokenBatch(
+        torch.zeros((n, t)), valid, {"inputs": inputs, "masks": masks, "actions": actions}
+    )
+    logp, ent = pol.token_logprobs(batch)
+    assert logp.shape == ent.shape == (n, t)
+    for i in range(n):
+        for j in range(t):
+            if valid[i, j] == 0:
+                assert logp[i, j] == 0 and ent[i, j] == 0
+                continue
+            lp1, e1 = pol.log_prob(inputs[i, j][None], masks[i, j][None], actions[i, j][None])
+            torch.testing.assert_close(logp[i, j], lp1[0], rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(ent[i, j], e1[0], rtol=1e-6, atol=1e-6)
+    (logp.sum() + ent.sum()).backward()
+    assert inputs.grad[valid == 0].abs().max() == 0
+    assert inputs.grad[valid > 0].abs().sum(-1).min() > 0
