@@ -3,8 +3,9 @@
 For each env (B=32, K=8 by default), the median over the timed steps of:
 
 * the step and where it goes: ``gen`` (generating the step's queries: the puzzle or knowledge
-  base generator), ``act`` (the policies' acting forward passes and sampling), ``stepping`` (the rest
-  of the rollout: stepping the envs, sub-agent episodes, records), ``adv`` (rewards, alignment,
+  base generator), ``act`` (the policies' acting forward passes and sampling), ``stepping``
+  (the rest of the rollout: stepping the envs, sub-agent episodes, records), ``adv`` (rewards,
+  alignment,
   advantages, packing), ``update`` (``mu`` epochs of minibatch gradient steps), and ``eval``
   (one held-out evaluation, measured once after the steps, divided by ``eval.every`` of the
   default config: what evaluation adds to a step on average; not part of ``step``);
