@@ -5,10 +5,10 @@ For each env (B=32, K=8 by default), the median over the timed steps of:
 * the step and where it goes: ``gen`` (generating the step's queries: the puzzle or knowledge
   base generator), ``act`` (the policies' acting forward passes and sampling), ``stepping``
   (the rest of the rollout: stepping the envs, sub-agent episodes, records), ``adv`` (rewards,
-  alignment,
-  advantages, packing), ``update`` (``mu`` epochs of minibatch gradient steps), and ``eval``
-  (one held-out evaluation, measured once after the steps, divided by ``eval.every`` of the
-  default config: what evaluation adds to a step on average; not part of ``step``);
+  alignment, advantages, packing), ``update`` (``mu`` epochs of minibatch gradient steps),
+  and ``eval`` (one held-out evaluation, measured once after the steps, divided by
+  ``eval.every`` of the default config: what evaluation adds to a step on average; not part of
+  ``step``);
 * the **floor**, measured in the same run on the same data: the policies' own compute, without
   envs or bookkeeping. ``floor act``: every acting call of the step replayed on its recorded
   observations (the policies' generators restored after); ``floor upd``: for each trained role,
