@@ -32,7 +32,7 @@ from experiments.sweep import cli as sweep_cli
 # matplotlib) when it runs, so `mgrpo --help` and `mgrpo envs` stay fast (tests/experiments/
 # test_fast_start.py checks it).
 
-RESUME_SAFE = ("steps", "checkpoint_every", "eval.every", "threads")
+RESUME_SAFE = ("steps", "checkpoint_every", "eval.every", "eval.final_episodes", "threads")
 """keys that ``train --resume --set`` may change (the training trajectory does not depend on
 them up to the old ``steps``; ``threads`` may change float rounding)"""
 

@@ -6,9 +6,12 @@ episode, greedy success) beside the env's ``oracle`` and ``oracle_flat`` (the be
 and the best single agent, :func:`envs.evaluate_baseline` on held-out queries). Columns:
 
 =====================  =====================================================================
-``greedy success``     ``eval/success_greedy`` at each run's last evaluation, mean over seeds
-``mean sim time``      ``eval/sim_time`` (simulated seconds per episode), last evaluation, mean
+``greedy success``     ``eval/success_greedy``, each run's mean over its last 3 evaluations
+                       (as the summary's final success), mean over seeds
+``mean sim time``      ``eval/sim_time`` (simulated seconds per episode), likewise
 ``time per success``   ``eval/time_per_success`` (total simulated time / successes), likewise
+                       over the last 3 evaluations that logged it (one without a success
+                       does not)
 =====================  =====================================================================
 
 A metric a run never logged (runs older than the metric) is left out of the mean, and a line
@@ -44,8 +47,11 @@ KEYS = {
 
 
 def _last(run: Run, key: str) -> float | None:
-    _, y = run.series(key)
-    return float(y[-1]) if len(y) else None
+    """Mean of ``key`` over the run's last 3 evaluations that logged it (None: never)."""
+    from experiments.run_metrics import final_mean
+
+    v = final_mean(run, key)
+    return None if math.isnan(v) else v
 
 
 def _mean(values: Sequence[float | None]) -> float | None:

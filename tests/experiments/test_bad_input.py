@@ -442,10 +442,13 @@ def test_resume_with_a_safe_key_says_so(places, capsys, no_work):
                 "steps=5",
                 "--set",
                 "eval.every=1",
+                "--set",
+                "eval.final_episodes=7",
             ]
         )
     err = capsys.readouterr().err
     assert "steps = 5 (was 3; safe to change)" in err and "eval.every = 1" in err
+    assert "eval.final_episodes = 7" in err
 
 
 def test_builtin_names_match_the_registries():
