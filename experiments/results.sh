@@ -6,14 +6,18 @@
 #      mgrpo, main_only, single_agent, no_alignment and async_queue, 10 seeds, both tasks.
 #   2. balance: the sub reward's local share w = b3 / (b2 + b3) in {0.2, 5/9 (the paper's
 #      0.4 : 0.5), 0.9} under a judge that flips each expert verdict with probability 0 or 0.3
-#      (reward.judge = flip), mgrpo on species, BALANCE_SEEDS seeds (stage 1 rerun per cell with
-#      the cell's reward settings).
+#      (reward.judge = flip), mgrpo on species from random init with the quick preset's budget
+#      (experiments/configs/quick.toml: 80 steps, no stage 1, so the sub-agent must learn from
+#      its own reward; after stage 1 species is solved before stage 2 starts), BALANCE_SEEDS
+#      seeds.
 #   3. callcost: the time claim with each sub-agent call costing the main reward 0.02
-#      (reward.call_cost), mgrpo, main_only and single_agent on species, CALLCOST_SEEDS seeds.
+#      (reward.call_cost), mgrpo, main_only and single_agent on species, CALLCOST_SEEDS seeds,
+#      SHORT_STEPS stage-2 steps (species curves level off within the first evaluations after
+#      stage 1).
 # Then `mgrpo report` on each part (REPORT.md, summary, claims table, figures per part).
 #
 # Environment: OUT (default runs/results), WORKERS (2), SEEDS (10), BALANCE_SEEDS (8),
-# CALLCOST_SEEDS (8), MGRPO (the CLI; default .venv/bin/mgrpo), PARTS (default
+# CALLCOST_SEEDS (8), SHORT_STEPS (80), MGRPO (the CLI; default .venv/bin/mgrpo), PARTS (default
 # "protocol balance callcost report"). OUT/provenance.txt gets the commit and a dirty-tree
 # flag, OUT/commands.txt every command, OUT/times.txt each part's wall seconds.
 set -euo pipefail
@@ -22,6 +26,7 @@ WORKERS=${WORKERS:-2}
 SEEDS=${SEEDS:-10}
 BALANCE_SEEDS=${BALANCE_SEEDS:-8}
 CALLCOST_SEEDS=${CALLCOST_SEEDS:-8}
+SHORT_STEPS=${SHORT_STEPS:-80}
 MGRPO=${MGRPO:-.venv/bin/mgrpo}
 PARTS=${PARTS:-protocol balance callcost report}
 SPECIES=mgrpo/InvasiveSpecies-v0
@@ -54,7 +59,7 @@ if want balance; then
         for w in 0.2 paper 0.9; do
             share=()
             [[ $w == paper ]] || share=(--set "reward.local_share=$w")
-            part "balance_noise${noise}_w$w" "$MGRPO" ablate paper_protocol --envs "$SPECIES" \
+            part "balance_noise${noise}_w$w" "$MGRPO" ablate quick --envs "$SPECIES" \
                 --variants mgrpo --seeds "$BALANCE_SEEDS" --workers "$WORKERS" \
                 --set reward.judge=flip --set "reward.judge_noise=$noise" "${share[@]}" \
                 --out "$OUT/balance/noise${noise}_w$w"
@@ -64,7 +69,8 @@ fi
 if want callcost; then
     part callcost "$MGRPO" ablate paper_protocol --envs "$SPECIES" \
         --variants mgrpo,main_only,single_agent --seeds "$CALLCOST_SEEDS" \
-        --workers "$WORKERS" --set reward.call_cost=0.02 --out "$OUT/callcost"
+        --workers "$WORKERS" --set "steps=$SHORT_STEPS" --set reward.call_cost=0.02 \
+        --out "$OUT/callcost"
 fi
 if want report; then
     for p in protocol balance callcost; do
