@@ -11,9 +11,11 @@
 #      its own reward; after stage 1 species is solved before stage 2 starts), BALANCE_SEEDS
 #      seeds.
 #   3. callcost: the time claim with each sub-agent call costing the main reward 0.02
-#      (reward.call_cost), mgrpo, main_only and single_agent on species, CALLCOST_SEEDS seeds,
-#      SHORT_STEPS stage-2 steps (species curves level off within the first evaluations after
-#      stage 1).
+#      (reward.call_cost) in stage 2, mgrpo, main_only and single_agent on species,
+#      CALLCOST_SEEDS seeds, SHORT_STEPS stage-2 steps (species curves level off within the
+#      first evaluations after stage 1). Stage 1 runs without the cost: with it, the random-init
+#      policies learn to answer at once before any success is seen (measured: 0 of 8 seeds
+#      succeed, d_k = 0).
 # Then `mgrpo report` on each part (REPORT.md, summary, claims table, figures per part).
 #
 # Environment: OUT (default runs/results), WORKERS (2), SEEDS (10), BALANCE_SEEDS (8),
@@ -70,6 +72,7 @@ if want callcost; then
     part callcost "$MGRPO" ablate paper_protocol --envs "$SPECIES" \
         --variants mgrpo,main_only,single_agent --seeds "$CALLCOST_SEEDS" \
         --workers "$WORKERS" --set "steps=$SHORT_STEPS" --set reward.call_cost=0.02 \
+        --set ablate.stage1.reward.call_cost=0 \
         --out "$OUT/callcost"
 fi
 if want report; then

@@ -104,7 +104,8 @@ def success(env: str, by_var: dict[Line, list[Run]], out: Path) -> Figure:
             m, lo, hi, _ = rate_ci([k for k, _ in kn], [n for _, n in kn])
             x = last * (1.03 + 0.012 * i)
             err = None if math.isnan(lo) else [[m - lo], [hi - m]]
-            ax.errorbar(x, m, yerr=err, color=c, marker="D", ms=6, capsize=3, lw=1.5)
+            dark = tuple(0.65 * v for v in matplotlib.colors.to_rgb(c))  # the mean line's shade
+            ax.errorbar(x, m, yerr=err, color=dark, marker="D", ms=6, capsize=3, lw=1.5)
             finals = True
     if not drawn:
         plt.close(fig)

@@ -72,12 +72,17 @@ def variant_styles(variants: Iterable[str]) -> dict[str, Any]:
 
 def line_looks(lines: Sequence[Line]) -> dict[str, tuple[Any, Any]]:
     """``label -> (colour, line style)``. A variant's first line (its only one in an ablation)
-    gets the variant's colour and style; its further lines (other configs) get the colours no
-    variant uses, then cycle, and the next line styles."""
+    gets the variant's colour and style; its further lines (other configs) get colours no line
+    of the figure has yet (tab10, then tab20, then Dark2), and the next line styles."""
     firsts = list(dict.fromkeys(line.variant for line in lines))
     colors, styles = variant_colors(firsts), variant_styles(firsts)
-    cmap = plt.get_cmap("tab10")
-    spare = len(_VARIANTS) + sum(v not in _VARIANTS for v in firsts)
+    used = {matplotlib.colors.to_rgb(colors[v]) for v in firsts}
+    spare = [
+        c
+        for name in ("tab10", "tab20", "Dark2")
+        for c in (matplotlib.colors.to_rgb(x) for x in plt.get_cmap(name).colors)
+        if c not in used
+    ]
     seen: dict[str, int] = {}
     out = {}
     for line in lines:
@@ -86,8 +91,9 @@ def line_looks(lines: Sequence[Line]) -> dict[str, tuple[Any, Any]]:
             out[line.label] = (colors[line.variant], styles[line.variant])
             continue
         j = _LINESTYLES.index(styles[line.variant]) + i
-        out[line.label] = (cmap(spare % 10), _LINESTYLES[j % len(_LINESTYLES)])
-        spare += 1
+        c = spare.pop(0) if spare else plt.get_cmap("tab10")(len(out) % 10)
+        used.add(c)
+        out[line.label] = (c, _LINESTYLES[j % len(_LINESTYLES)])
     return out
 
 
