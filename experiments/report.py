@@ -132,8 +132,9 @@ def _time_notes(n: int) -> list[str]:
         return []
     return [
         f"Time columns: `eval/sim_time` (simulated seconds per episode) and "
-        f"`eval/time_per_success` (total simulated time / successes) at each run's last "
-        f"evaluation, mean over seeds (n/a: no run of the line logged it); reference rows from "
+        f"`eval/time_per_success` (total simulated time / successes), each run's mean over its "
+        f"last 3 evaluations (as greedy success), mean over seeds (n/a: no run of the line "
+        f"logged it); reference rows from "
         f"`envs.evaluate_baseline` on {n:,} held-out queries.",
         "",
     ]
