@@ -76,12 +76,19 @@ def time_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     from experiments.grouping import group_runs
 
     rows = []
-    for line, rs in group_runs(runs).items():
+    groups = group_runs(runs)
+    for line, rs in groups.items():
         row: dict[str, Any] = {"env": line.env, "name": _name(line.label, line.variant, rs)}
         row["n_seeds"] = len(rs)
         for col, key in KEYS.items():
             row[col] = _mean([_last(r, key) for r in rs])
         rows.append(row)
+    seen: dict[tuple[str, str], int] = {}
+    for row in rows:
+        seen[row["env"], row["name"]] = seen.get((row["env"], row["name"]), 0) + 1
+    for row, line in zip(rows, groups, strict=True):  # lines of one cell: their config labels
+        if seen[row["env"], row["name"]] > 1:
+            row["name"] = line.label
     return rows
 
 

@@ -149,3 +149,22 @@ def test_report_time_table_has_oracle_rows(tmp_path):
     assert "| `mgrpo` | 2 |" in table and "stage1" not in table.split("###")[0]
     assert "stage-1 runs (the checkpoints stage 2 starts from" in text
     assert (tmp_path / "plots" / "invasivespecies_success_vs_time.png").is_file()
+
+
+def test_time_rows_name_each_config_of_one_cell(tmp_path):
+    """Lines of one variant in one cell name (several configs) keep their config labels, and
+    each run counts the mean of its last 3 evaluations."""
+    from experiments.rundirs import load_runs
+    from experiments.time_table import time_rows
+    from tests.experiments.conftest import write_run
+
+    for noise in (0.0, 0.3):
+        for s in (0, 1):
+            d = tmp_path / f"n{noise}" / "InvasiveSpecies" / "mgrpo" / f"seed{s}"
+            success = {0: 0.0, 1: 0.5, 2: 0.75, 3: 1.0}
+            write_run(d, seed=s, success=success, config={"reward.judge_noise": noise})
+    rows = time_rows(load_runs([tmp_path]))
+    names = sorted(r["name"] for r in rows)
+    assert len(names) == 2 and len(set(names)) == 2, names
+    assert all("judge_noise" in n for n in names), names
+    assert all(abs(r["success"] - 0.75) < 1e-12 for r in rows)  # mean of 0.5, 0.75, 1.0
