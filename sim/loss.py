@@ -262,9 +262,12 @@ def policy_loss(
             raise ValueError(f"weights must have shape ({n_rows},), got {tuple(w.shape)}")
         if bool((w < 0).any()) or not bool(torch.isfinite(w).all()):
             raise ValueError("weights must be finite and >= 0")
-    for name, t in (("logp", logp), ("logp_old", logp_old), ("advantages", adv)):
-        if not bool(torch.isfinite(t[mask > 0]).all()):
-            raise ValueError(f"{name} has NaN/inf at valid tokens")
+    valid = mask > 0
+    finite = torch.isfinite(logp) & torch.isfinite(logp_old) & torch.isfinite(adv)
+    if not bool((finite | ~valid).all()):  # one pass; then name the culprit
+        for name, t in (("logp", logp), ("logp_old", logp_old), ("advantages", adv)):
+            if not bool(torch.isfinite(t[valid]).all()):
+                raise ValueError(f"{name} has NaN/inf at valid tokens")
 
     log_ratio = (logp - logp_old.detach()) * mask
     log_rho = RATIO_LEVEL_FNS[ratio_level](log_ratio, mask).expand_as(logp)

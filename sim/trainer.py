@@ -163,13 +163,18 @@ class Learner(EngineSync, RankSync):
             r: cfg.role(r).frozen or (cfg.variant == "main_only" and r != "main") for r in specs
         }
         self.trainable = [r for r in specs if not self.frozen[r]]
+        # one process: the multi-tensor Adam (the same numbers as the per-tensor loop torch
+        # picks on CPU, in fewer ops); sharded parameters keep torch's default
+        adam = {"foreach": True} if self.ranks.world == 1 else {}
         if self.shared_module is not None:
             self.optims = {
-                "shared": torch.optim.Adam(self.shared_module.parameters(), cfg.optim.lr)
+                "shared": torch.optim.Adam(self.shared_module.parameters(), cfg.optim.lr, **adam)
             }
         else:
             self.optims = {
-                r: torch.optim.Adam(self.policies[r].parameters(), cfg.role(r).lr or cfg.optim.lr)
+                r: torch.optim.Adam(
+                    self.policies[r].parameters(), cfg.role(r).lr or cfg.optim.lr, **adam
+                )
                 for r in self.trainable
             }
         self.ref = (

@@ -319,18 +319,19 @@ def update_role(
         perm = torch.randperm(n, generator=generator)
         for mb in torch.tensor_split(perm, n_mb):
             mb, b_weight = ranks.share(mb, p.weight)
-            b_tokens = p.tokens.select(mb)
-            logp, ent = _recompute(policy, p, mb, b_tokens)
+            # the loss's per-token tensors; the policy's inputs are selected once, in _recompute
+            b_tokens = TokenBatch(p.tokens.logp_old[mb], p.tokens.mask[mb])
+            logp, ent = _recompute(policy, p, mb)
             if count == 0:
                 logp_diff = ranks.max(_logp_diff(logp, b_tokens))
             ref_logp = None
             if cfg.loss.kl_coef > 0:
                 with torch.no_grad():
-                    ref_logp = ref.token_logprobs(b_tokens)[0]
+                    ref_logp = ref.token_logprobs(p.tokens.select(mb))[0]
             adv = p.adv[mb]
-            is_weight = b_tokens.data.get("is_weight")
+            is_weight = p.tokens.data.get("is_weight")
             if is_weight is not None:  # engine rollouts: truncated importance weights per token
-                adv = adv[:, None] * is_weight.to(adv.device, adv.dtype)
+                adv = adv[:, None] * is_weight[mb].to(adv.device, adv.dtype)
             try:
                 loss, st = policy_loss(
                     logp,
@@ -383,20 +384,17 @@ def update_role(
     return out
 
 
-def _recompute(
-    policy: Any, p: Prepared, mb: torch.Tensor, b_tokens: TokenBatch
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``policy.token_logprobs`` of minibatch ``mb``, run once per distinct source row (the
-    copies alignment made share it) and gathered back to ``(len(mb), seq_len)``."""
-    if p.source is None or len(mb) == 0:
-        return policy.token_logprobs(b_tokens)
-    uniq, inv = torch.unique(p.source[mb], return_inverse=True)
-    if len(uniq) == len(mb):
-        return policy.token_logprobs(b_tokens)
-    first = torch.full((len(uniq),), len(mb), dtype=torch.long)
-    first.scatter_reduce_(0, inv, torch.arange(len(mb)), "amin")
-    logp, ent = policy.token_logprobs(b_tokens.select(first))
-    return logp[inv], ent[inv]
+def _recompute(policy: Any, p: Prepared, mb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``policy.token_logprobs`` of minibatch ``mb`` of ``p``, run once per distinct source row
+    (the copies alignment made share it) and gathered back to ``(len(mb), seq_len)``."""
+    if p.source is not None and len(mb) > 0:
+        uniq, inv = torch.unique(p.source[mb], return_inverse=True)
+        if len(uniq) < len(mb):
+            first = torch.full((len(uniq),), len(mb), dtype=torch.long)
+            first.scatter_reduce_(0, inv, torch.arange(len(mb)), "amin")
+            logp, ent = policy.token_logprobs(p.tokens.select(mb[first]))
+            return logp[inv], ent[inv]
+    return policy.token_logprobs(p.tokens.select(mb))
 
 
 def _logp_diff(logp: torch.Tensor, tokens: Any) -> float:
