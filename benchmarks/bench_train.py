@@ -44,6 +44,7 @@ import torch
 import sim.trainer as trainer_mod
 from experiments.config import resolve
 from experiments.run import Trainer
+from sim.update import distinct_rows
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENVS = {"rubiks": "mgrpo/RubiksLogic-v0", "species": "mgrpo/InvasiveSpecies-v0"}
@@ -119,7 +120,7 @@ def _floor_update(tr: Trainer, prepared: dict) -> float:
     total = 0.0
     g = torch.Generator().manual_seed(0)
     for role, p in prepared.items():
-        rows = torch.arange(len(p)) if p.source is None else _first_rows(p.source)
+        rows = torch.arange(len(p)) if p.source is None else distinct_rows(p.source)[0]
         b = p.tokens.select(rows)
         on = b.mask > 0
         x, m, a = (b.data[k][on] for k in ("inputs", "masks", "actions"))
@@ -137,13 +138,6 @@ def _floor_update(tr: Trainer, prepared: dict) -> float:
                 opt.step()
         total += time.perf_counter() - t0
     return total
-
-
-def _first_rows(source: torch.Tensor) -> torch.Tensor:
-    """One row per distinct ``source`` value (its first)."""
-    uniq, inv = torch.unique(source, return_inverse=True)
-    first = torch.full((len(uniq),), len(source), dtype=torch.long)
-    return first.scatter_reduce_(0, inv, torch.arange(len(source)), "amin")
 
 
 def _config(env_id: str, steps: int, b: int, k: int, variant: str):

@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from experiments.atomic import atomic_write
 
 __all__ = [
     "CHECKPOINT",
@@ -40,16 +41,7 @@ METRICS = "metrics.jsonl"
 
 
 def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, write)  # temporaries ".<stem>-*.tmp": the stale-file cleaner matches them
 
 
 def _split_weights(policies: dict[str, dict]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -38,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from experiments.atomic import atomic_write
 from experiments.checkpoint import CHECKPOINT, METRICS, WEIGHTS_GLOB
 from experiments.store.schema import grid_pilots, insert_ignore, metrics, weights
 
@@ -67,17 +66,7 @@ def _write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically unless it holds exactly that already."""
     if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, data, prefix=f".{path.name}-")
 
 
 def upload_cell(store: Store, grid: str, cell: str, attempt: int, run_dir: Path) -> dict[str, Any]:

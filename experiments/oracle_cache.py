@@ -15,11 +15,12 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from experiments.atomic import atomic_write
 
 if TYPE_CHECKING:
     from sim.config import TrainConfig
@@ -100,11 +101,6 @@ def cached_oracle(
 def _write(path: Path, rec: dict[str, Any]) -> Path | None:
     """Write ``rec`` to ``path`` atomically; None when it cannot be written."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".oracle-", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(rec, f, sort_keys=True)
-        os.replace(tmp, path)
-        return path
+        return atomic_write(path, json.dumps(rec, sort_keys=True), prefix=".oracle-")
     except OSError:
         return None

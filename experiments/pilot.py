@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from experiments.atomic import atomic_write
 
 if TYPE_CHECKING:
     from sim.config import TrainConfig
@@ -148,8 +148,5 @@ def ensure_pilot(spec: PilotSpec) -> int | None:
         d = target_from_pilot(counts, spec.quantile)
         hist = {r: np.bincount(c).tolist() for r, c in counts.items()}
         rec = {"align_target": d, "histogram": hist, "settings": settings}
-        fd, tmp = tempfile.mkstemp(prefix=".pilot-", dir=spec.path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(rec, f, indent=1)
-        os.replace(tmp, spec.path)
+        atomic_write(spec.path, json.dumps(rec, indent=1), prefix=".pilot-", suffix="")
         return d

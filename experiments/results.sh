@@ -32,6 +32,19 @@ SHORT_STEPS=${SHORT_STEPS:-80}
 MGRPO=${MGRPO:-.venv/bin/mgrpo}
 PARTS=${PARTS:-protocol balance callcost report}
 SPECIES=mgrpo/InvasiveSpecies-v0
+for p in $PARTS; do
+    case $p in
+    protocol | balance | callcost | report) ;;
+    *)
+        echo "error: PARTS: unknown part '$p'; allowed: protocol balance callcost report" >&2
+        exit 2
+        ;;
+    esac
+done
+[[ -x $MGRPO || $(command -v "$MGRPO") ]] || {
+    echo "error: MGRPO: '$MGRPO' is not a command; run 'make install' first or set MGRPO" >&2
+    exit 2
+}
 mkdir -p "$OUT"
 {
     echo "commit $(git rev-parse HEAD)"

@@ -150,25 +150,23 @@ def load_runs(paths: Iterable[str | Path]) -> list[Run]:
     return [load_run(p) for p in find_runs(paths)]
 
 
-def roles_of(runs: Iterable[Run]) -> list[str]:
-    """Roles with a ``<role>/reward_mean`` in any row: ``main`` first, then specialists."""
+def _roles_logging(runs: Iterable[Run], name: str) -> set[str]:
+    """Roles with a ``<role>/<name>`` key in any row (eval/tool/time prefixes excluded)."""
     found: set[str] = set()
     for run in runs:
         for r in run.rows:
             for k in r:
-                pre, _, name = k.partition("/")
-                if name == "reward_mean" and pre not in _NOT_ROLES:
+                pre, _, key = k.partition("/")
+                if key == name and pre not in _NOT_ROLES:
                     found.add(pre)
-    return sorted(found, key=lambda r: (r != "main", r))
+    return found
+
+
+def roles_of(runs: Iterable[Run]) -> list[str]:
+    """Roles with a ``<role>/reward_mean`` in any row: ``main`` first, then specialists."""
+    return sorted(_roles_logging(runs, "reward_mean"), key=lambda r: (r != "main", r))
 
 
 def specialists_of(runs: Iterable[Run]) -> list[str]:
     """Specialist roles: those that log ``<role>/calls_mean``."""
-    found: set[str] = set()
-    for run in runs:
-        for r in run.rows:
-            for k in r:
-                pre, _, name = k.partition("/")
-                if name == "calls_mean" and pre not in _NOT_ROLES:
-                    found.add(pre)
-    return sorted(found)
+    return sorted(_roles_logging(runs, "calls_mean"))

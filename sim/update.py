@@ -39,6 +39,7 @@ __all__ = [
     "Prepared",
     "TrainingError",
     "check_tensor",
+    "distinct_rows",
     "engine_correction",
     "fail",
     "prepare_main",
@@ -388,13 +389,21 @@ def _recompute(policy: Any, p: Prepared, mb: torch.Tensor) -> tuple[torch.Tensor
     """``policy.token_logprobs`` of minibatch ``mb`` of ``p``, run once per distinct source row
     (the copies alignment made share it) and gathered back to ``(len(mb), seq_len)``."""
     if p.source is not None and len(mb) > 0:
-        uniq, inv = torch.unique(p.source[mb], return_inverse=True)
-        if len(uniq) < len(mb):
-            first = torch.full((len(uniq),), len(mb), dtype=torch.long)
-            first.scatter_reduce_(0, inv, torch.arange(len(mb)), "amin")
+        first, inv = distinct_rows(p.source[mb])
+        if len(first) < len(mb):
             logp, ent = policy.token_logprobs(p.tokens.select(mb[first]))
             return logp[inv], ent[inv]
     return policy.token_logprobs(p.tokens.select(mb))
+
+
+def distinct_rows(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(first, inverse)`` of ``ids (n,)``: the position of each distinct value's first
+    occurrence ``(m,)`` and, per position, the index of its value among them ``(n,)``, so
+    ``ids[first][inverse] == ids``."""
+    uniq, inv = torch.unique(ids, return_inverse=True)
+    first = torch.full((len(uniq),), len(ids), dtype=torch.long)
+    first.scatter_reduce_(0, inv, torch.arange(len(ids)), "amin")
+    return first, inv
 
 
 def _logp_diff(logp: torch.Tensor, tokens: Any) -> float:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +20,7 @@ from urllib.parse import quote
 
 from sqlalchemy import Connection, select
 
+from experiments.atomic import atomic_write
 from experiments.store.errors import ChecksumError, ConflictError, MissingError, StoreError
 from experiments.store.schema import insert_ignore, weights
 
@@ -84,23 +84,7 @@ class BlobDir:
     def write(self, rel: str, data: bytes) -> None:
         """Write ``data`` to ``rel`` atomically (temporary file in the same folder, fsync,
         rename, fsync of the folder)."""
-        dest = self.root / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, dest)
-            folder = os.open(dest.parent, os.O_RDONLY)
-            try:
-                os.fsync(folder)  # the rename itself survives a power loss
-            finally:
-                os.close(folder)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.root / rel, data, prefix=".tmp-", suffix="", sync_dir=True)
 
     def read(self, rel: str, sha256: str, size: int) -> bytes:
         """The bytes of ``rel``; :class:`ChecksumError` when their size or sha256 differ from
