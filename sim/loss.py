@@ -29,6 +29,7 @@ Aggregation (``agg``, verl's ``loss_agg_mode`` names), with m the token mask and
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -260,11 +261,12 @@ def policy_loss(
         w = torch.as_tensor(weights, dtype=logp.dtype, device=logp.device)
         if w.shape != (n_rows,):
             raise ValueError(f"weights must have shape ({n_rows},), got {tuple(w.shape)}")
-        if bool((w < 0).any()) or not bool(torch.isfinite(w).all()):
+        if not bool(((w >= 0) & (w < math.inf)).all()):  # NaN fails both
             raise ValueError("weights must be finite and >= 0")
     valid = mask > 0
-    finite = torch.isfinite(logp) & torch.isfinite(logp_old) & torch.isfinite(adv)
-    if not bool((finite | ~valid).all()):  # one pass; then name the culprit
+    # one pass: x * 0 is NaN exactly where x is NaN or +-inf, and a sum is NaN/inf wherever one
+    # of its terms is (an overflow of the sum alone finds no culprit below and goes on)
+    if bool((((logp.detach() + logp_old + adv) * 0 != 0) & valid).any()):
         for name, t in (("logp", logp), ("logp_old", logp_old), ("advantages", adv)):
             if not bool(torch.isfinite(t[valid]).all()):
                 raise ValueError(f"{name} has NaN/inf at valid tokens")
@@ -299,14 +301,23 @@ def policy_loss(
     loss = aggregate(per_token, mask, w, agg)
     with torch.no_grad():
         lr = log_ratio.detach()
+        r = rho.detach()
+        # one stacked reduction for the two clip counts (whole numbers: exact in any order);
+        # the float sums keep their own reductions, so the values match a term-by-term pass
+        clip = torch.stack([(r < 1 - eps_low) & (adv < 0), (r > 1 + eps_high) & (adv > 0)])
+        vals = [
+            loss.detach() if per_token is pg else aggregate(pg.detach(), mask, w, agg),
+            *((clip * counted_tok).sum(dim=(1, 2)) / n_tok).unbind(),
+            ((torch.exp(lr) - 1 - lr) * counted_tok).sum() / n_tok,
+            (r * counted_tok).sum() / n_tok,
+        ]
+        pg_loss, low, high, approx_kl, ratio_mean = torch.stack(vals).tolist()
         stats = {
-            "pg_loss": float(aggregate(pg.detach(), mask, w, agg)),
-            "clip_frac_low": float((((rho < 1 - eps_low) & (adv < 0)) * counted_tok).sum() / n_tok),
-            "clip_frac_high": float(
-                (((rho > 1 + eps_high) & (adv > 0)) * counted_tok).sum() / n_tok
-            ),
-            "approx_kl": float(((torch.exp(lr) - 1 - lr) * counted_tok).sum() / n_tok),
-            "ratio_mean": float((rho.detach() * counted_tok).sum() / n_tok),
+            "pg_loss": pg_loss,
+            "clip_frac_low": low,
+            "clip_frac_high": high,
+            "approx_kl": approx_kl,
+            "ratio_mean": ratio_mean,
             "kl": kl_mean,
             "entropy": ent_mean,
         }

@@ -112,9 +112,7 @@ class InvasiveSpeciesVectorEnv(HierarchicalVectorEnv):
         # each query's base once (a group's K rollouts share it): rows depend only on the id
         uq, inv = np.unique(self.queries[idx], return_inverse=True)
         kb = self.generator(uq)
-        if len(uq) < len(idx):
-            kb = replace(kb, **{k: v[inv] for k, v in kb.__dict__.items()})
-        self.state.reset_rows(idx, kb)
+        self.state.reset_rows(idx, kb, inv if len(uq) < len(idx) else None)
 
     def _observe(self) -> dict[str, np.ndarray]:
         st, f32 = self.state, np.float32

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from envs.species import names
+from envs.species.ranking import saturation
 from envs.species.types import FILM, NUM_SLOTS, NUM_TYPES, PERSON, RECORDS, SPECIES, KnowledgeBase
 
 MAX_ZIPS = 4
@@ -245,6 +246,7 @@ class KnowledgeGenerator:
             doc_idf=doc_idf,
             length=length,
             valid=valid,
+            sat=saturation(length, valid),
             zips=zips,
             years=years,
             target=target,

@@ -33,6 +33,7 @@ def bm25_scores(
     *,
     k1: float = K1,
     b: float = B,
+    sat: np.ndarray | None = None,
 ) -> np.ndarray:
     """BM25 score of every document for every query.
 
@@ -43,15 +44,25 @@ def bm25_scores(
         valid: bool (n, docs) real documents (padding scores -inf).
         value: int64 (n, 3) the query's field values.
         include: bool/int (n, 3) which fields the query uses.
+        sat: float64 (n, docs) :func:`saturation` of ``length`` and ``valid`` if already known
+            (a knowledge base keeps it: ``KnowledgeBase.sat``); None computes it.
 
     Returns:
         float64 (n, docs) scores (0 where no query term matches, -inf for padding).
     """
-    avg = (length * valid).sum(axis=1, keepdims=True) / np.maximum(valid.sum(1, keepdims=True), 1)
-    sat = (k1 + 1.0) / (1.0 + k1 * (1.0 - b + b * length / avg))
+    sat = saturation(length, valid, k1=k1, b=b) if sat is None else sat
     match = (terms == value[:, None, :]) & (np.asarray(include, dtype=bool)[:, None, :])
     score = (match * doc_idf).sum(axis=2) * sat
     return np.where(valid, score, -np.inf)
+
+
+def saturation(
+    length: np.ndarray, valid: np.ndarray, *, k1: float = K1, b: float = B
+) -> np.ndarray:
+    """float64 ``length.shape``: the length factor ``s(len)`` of each document, with ``avg_len``
+    the mean length of the valid documents of its index (the last axis; at least 1 counted)."""
+    avg = (length * valid).sum(axis=-1, keepdims=True) / np.maximum(valid.sum(-1, keepdims=True), 1)
+    return (k1 + 1.0) / (1.0 + k1 * (1.0 - b + b * length / avg))
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:

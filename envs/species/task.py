@@ -70,10 +70,13 @@ class MainState:
             kept_count=np.zeros(n, dtype=np.int64),
         )
 
-    def reset_rows(self, rows: np.ndarray, kb: KnowledgeBase) -> None:
-        """Start new episodes in ``rows`` with the bases ``kb`` (batch of len(rows))."""
+    def reset_rows(
+        self, rows: np.ndarray, kb: KnowledgeBase, take: np.ndarray | None = None
+    ) -> None:
+        """Start new episodes in ``rows`` with the bases ``kb`` (batch of len(rows)), or, with
+        ``take`` ``(len(rows),)``, with bases ``kb`` rows ``take`` (copied once, not twice)."""
         for key, value in kb.__dict__.items():
-            getattr(self.kb, key)[rows] = value
+            getattr(self.kb, key)[rows] = value if take is None else value[take]
         self.report[rows] = -1
         self.status[rows] = PENDING
         self.attempts[rows] = 0
@@ -177,7 +180,13 @@ def search(
     """int64 (m, k): the top-k documents of index ``t`` of episodes ``rows`` for queries with
     field values ``value`` (m, 3) restricted to fields ``use`` (m, 3) (-1: no more results)."""
     sc = bm25_scores(
-        kb.terms[rows, t], kb.doc_idf[rows, t], kb.length[rows, t], kb.valid[rows, t], value, use
+        kb.terms[rows, t],
+        kb.doc_idf[rows, t],
+        kb.length[rows, t],
+        kb.valid[rows, t],
+        value,
+        use,
+        sat=kb.sat[rows, t],
     )
     return top_k(sc, k)
 

@@ -51,6 +51,9 @@ class KnowledgeBase:
     """float64 (n, 4, docs): document length in words (BM25 length normalisation)."""
     valid: np.ndarray
     """bool (n, 4, docs): True for real documents, False for padding."""
+    sat: np.ndarray
+    """float64 (n, 4, docs): BM25's length factor of each document in its index
+    (:func:`envs.species.ranking.saturation` of ``length`` and ``valid``, kept for the searches)."""
     zips: np.ndarray
     """int64 (n, docs, zips): zip codes listed by each records document (-1: padding)."""
     years: np.ndarray

@@ -112,7 +112,13 @@ def test_rollouts_of_two_ranks_concatenated_are_those_of_one_process(world):
     joined = concat_batches(parts, {})
     assert joined.trajectories.keys() == whole.trajectories.keys()
     for role, traj in whole.trajectories.items():
-        assert joined.trajectories[role].equals(traj), role
+        got, want = joined.trajectories[role].to_arrays(), traj.to_arrays()
+        assert got.keys() == want.keys(), role
+        for k in want:
+            if k == "logp":  # a float32 matmul's rows may round with the batch's size (1 ulp)
+                np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-6, err_msg=role)
+            else:
+                assert np.array_equal(got[k], want[k]), (role, k)
     for key in ("queries", "correct", "format_ok", "sim_time", "category_errors", "calls_total"):
         assert np.array_equal(getattr(joined, key), getattr(whole, key)), key
     assert joined.env_steps == whole.env_steps
