@@ -1,11 +1,16 @@
 """Golden metrics: fixed tiny configs whose ``metrics.jsonl`` must stay bit for bit the same.
 
-A restructuring changes no numbers (DEVELOPERS.md). ``python -m tests.golden.golden`` (re)records
-``tests/golden/metrics.json`` with the machine's fingerprint; ``tests/golden/test_golden.py``
-reruns every config and compares exactly when the fingerprint matches this machine, and skips with
-what differs otherwise (float rounding on another CPU or library version can change sampled
-actions, so a tolerance would fail at random). A change that alters numbers on purpose re-records
-the goldens in the same commit and says why.
+A restructuring changes no numbers (DEVELOPERS.md). A recording is a file ``metrics*.json`` in
+this folder holding the machine's fingerprint and every config's rows; ``test_golden.py`` reruns
+every config and compares exactly with the recording whose fingerprint matches this
+machine, and skips with what differs when none does (float rounding on another CPU or library
+version can change sampled actions, so a tolerance would fail at random).
+
+``python -m tests.golden.golden`` records this machine (into the file of its fingerprint, or a new
+``metrics-<cpu>.json``) and removes the recordings of other machines, which it cannot re-record:
+what a change that alters numbers on purpose does, in the same commit, saying why.
+``python -m tests.golden.golden --add`` keeps them: it adds this machine's recording of numbers
+that must equal theirs (run it only where every other recording's machine passes).
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-GOLDEN = Path(__file__).resolve().parent / "metrics.json"
+HERE = Path(__file__).resolve().parent
+GOLDEN = HERE / "metrics.json"
+"""the first machine's recording (other machines: ``metrics-<cpu>.json``)"""
 RUBIKS, SPECIES = "mgrpo/RubiksLogic-v0", "mgrpo/InvasiveSpecies-v0"
 VARIANTS = (
     "mgrpo",
@@ -110,17 +117,41 @@ def run_config(flat: dict, out: Path) -> list[dict]:
     return [strip_time(json.loads(line)) for line in lines if line.strip()]
 
 
-def record() -> None:
+def recordings() -> dict[Path, dict]:
+    """Every recording in this folder: path -> ``{"fingerprint": ..., "runs": ...}``."""
+    return {p: json.loads(p.read_text()) for p in sorted(HERE.glob("metrics*.json"))}
+
+
+def matching(recs: dict[Path, dict], here: dict[str, str]) -> Path | None:
+    """The recording whose fingerprint is ``here`` (None if no recording is)."""
+    return next((p for p, r in recs.items() if r["fingerprint"] == here), None)
+
+
+def _slug(cpu: str) -> str:
+    """``"Intel(R) Xeon(R) Processor"`` -> ``"intel-xeon-processor"``."""
+    words = "".join(c if c.isalnum() else " " for c in cpu.lower().replace("(r)", "")).split()
+    return "-".join(words)[:40] or "cpu"
+
+
+def record(keep_others: bool = False) -> None:
+    here = fingerprint()
+    recs = recordings()
+    path = matching(recs, here) or (
+        GOLDEN if not recs else HERE / f"metrics-{_slug(here['cpu'])}.json"
+    )
     res = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, flat in configs().items():
             res[name] = run_config(flat, Path(tmp) / name)
             print(f"{name}: {len(res[name])} rows", flush=True)
-    GOLDEN.write_text(
-        json.dumps({"fingerprint": fingerprint(), "runs": res}, indent=1, sort_keys=True) + "\n"
-    )
-    print(f"wrote {GOLDEN}")
+    path.write_text(json.dumps({"fingerprint": here, "runs": res}, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {path}")
+    if not keep_others:
+        for other in recs:
+            if other != path:
+                other.unlink()
+                print(f"removed {other.name}: recorded on {recs[other]['fingerprint']['cpu']!r}")
 
 
 if __name__ == "__main__":
-    record()
+    record(keep_others="--add" in sys.argv[1:])

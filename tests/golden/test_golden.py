@@ -1,34 +1,36 @@
 """Rule: a fixed config and seed give the recorded metrics bit for bit (time keys excepted).
 
-Skips with a message when this machine's fingerprint differs from the recording machine's."""
-
-import json
+Compares with the recording whose fingerprint matches this machine (tests/golden/golden.py); skips
+with what differs when no recording does."""
 
 import pytest
 
-from tests.golden.golden import GOLDEN, configs, fingerprint, run_config
+from tests.golden.golden import configs, fingerprint, matching, recordings, run_config
 
-RECORDED = json.loads(GOLDEN.read_text())
+RECORDINGS = recordings()
+HERE = fingerprint()
+MATCH = matching(RECORDINGS, HERE)
 
 
 def _differs() -> str:
-    here = fingerprint()
-    diff = [
-        f"{k}: recorded {v!r}, here {here.get(k)!r}"
-        for k, v in RECORDED["fingerprint"].items()
-        if here.get(k) != v
-    ]
-    return "; ".join(diff)
+    return "; ".join(
+        f"{p.name}: "
+        + ", ".join(f"{k} {v!r}" for k, v in r["fingerprint"].items() if HERE.get(k) != v)
+        for p, r in RECORDINGS.items()
+    )
 
 
 @pytest.mark.parametrize("name", sorted(configs()))
 def test_metrics_equal_the_goldens(tmp_path, name):
-    diff = _differs()
-    if diff:
-        pytest.skip(f"golden metrics were recorded on another machine ({diff})")
-    assert name in RECORDED["runs"], f"no golden for {name}: run python -m tests.golden.golden"
+    if MATCH is None:
+        pytest.skip(
+            f"golden metrics were recorded on other machines ({_differs()}; here: {HERE}); "
+            "record this one with python -m tests.golden.golden --add where the others pass"
+        )
+    recorded = RECORDINGS[MATCH]
+    assert name in recorded["runs"], f"no golden for {name}: run python -m tests.golden.golden"
     got = run_config(configs()[name], tmp_path / name)
-    want = RECORDED["runs"][name]
+    want = recorded["runs"][name]
     assert len(got) == len(want)
     for step, (g, w) in enumerate(zip(got, want, strict=True)):
         assert g.keys() == w.keys(), f"step {step}: keys differ: {set(g) ^ set(w)}"
