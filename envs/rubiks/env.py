@@ -120,14 +120,11 @@ class RubiksLogicVectorEnv(HierarchicalVectorEnv):
 
     # ------------------------------------------------------------------ hooks
     def _new_episodes(self, idx: np.ndarray) -> None:
-        for i in idx:
-            p = self.generator(int(self.queries[i]))
-            self.clues[i] = p.clues
-            self.answer[i] = p.answer
-            self.world[i] = p.world
-            self.possible[i] = p.possible
-            self.missing[i] = p.missing
-            self.needed[i] = p.needed
+        # each query's puzzle once (a group's K rollouts share it), written with one copy per field
+        uq, inv = np.unique(self.queries[idx], return_inverse=True)
+        puzzles = [self.generator(int(q)) for q in uq.tolist()]
+        for name in ("clues", "answer", "world", "possible", "missing", "needed"):
+            getattr(self, name)[idx] = np.stack([getattr(p, name) for p in puzzles])[inv]
         self.clue_onehot[idx] = clue_onehot(self.clues[idx])
         self.n_needed[idx] = self.needed[idx].sum(axis=1)
         self.facts[idx] = -1
