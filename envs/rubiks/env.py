@@ -194,9 +194,12 @@ class RubiksLogicVectorEnv(HierarchicalVectorEnv):
             if "math" in self.sub_tasks:
                 res.delegations["math"] = (r, self.facts[r] + 1)
             else:
-                pos, mis, facts = self.possible[r], self.missing[r], self.facts[r]
-                self.candidates[r] = solver.candidates(pos, mis, facts)
-                self.needs_obs[r] = solver.needs(pos, mis, facts)
+                from envs.rubiks.solver_jit import reason  # numba: imported on first use
+
+                facts = self.facts[r]
+                self.candidates[r], self.needs_obs[r] = reason(
+                    self.possible[r], self.missing[r], facts
+                )
                 self.reason_facts[r] = facts
                 tool[r] = 0
         a = np.flatnonzero(typ == ANSWER)

@@ -145,3 +145,59 @@ def needed_set(agree, by_size, possible, answer, w):  # pragma: no cover - compi
         if pinned:
             return s
     return by_size[0]  # argmax of an all-False row, as the solver (never: the full set pins)
+
+
+@njit(cache=True, nogil=True)
+def _reason(possible, missing, facts, topic_values, cand, needs):  # pragma: no cover - compiled
+    n_worlds, n_pairs = missing.shape[1], missing.shape[2]
+    n_topics = facts.shape[1]
+    live = np.empty(n_worlds, dtype=np.int64)
+    code = np.zeros(n_worlds, dtype=np.int64)
+    for i in range(possible.shape[0]):
+        m = 0
+        for w in range(n_worlds):
+            ok = possible[i, w]
+            for t in range(n_topics):
+                if ok and facts[i, t] >= 0 and facts[i, t] != topic_values[w, t]:
+                    ok = False
+            if ok:
+                live[m] = w
+                m += 1
+        for p in range(n_pairs):
+            cand[i, p] = False
+        for j in range(m):
+            w = live[j]
+            c = 0
+            for p in range(n_pairs):
+                if missing[i, w, p]:
+                    cand[i, p] = True
+                    c |= 1 << p
+            code[j] = c
+        for t in range(n_topics):
+            needs[i, t] = False
+        for a in range(m):
+            for b in range(a + 1, m):
+                if code[a] != code[b]:
+                    for t in range(n_topics):
+                        if topic_values[live[a], t] != topic_values[live[b], t]:
+                            needs[i, t] = True
+        for t in range(n_topics):
+            if facts[i, t] >= 0:
+                needs[i, t] = False
+
+
+def reason(
+    possible: np.ndarray, missing: np.ndarray, facts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``solver.candidates`` and ``solver.needs`` in one compiled pass: ``(n, 30)`` bool,
+    ``(n, 30, 15)`` bool, ``(n, N_TOPICS)`` int64 facts (-1 unknown) -> ``(n, 15)`` bool
+    candidates, ``(n, N_TOPICS)`` bool topics worth looking up (``tests/envs/rubiks`` compares
+    both with the solver)."""
+    possible = np.ascontiguousarray(possible, dtype=np.bool_)
+    missing = np.ascontiguousarray(missing, dtype=np.bool_)
+    facts = np.ascontiguousarray(facts, dtype=np.int64)
+    n = possible.shape[0]
+    cand = np.empty((n, missing.shape[2]), dtype=np.bool_)
+    needs = np.empty((n, facts.shape[1]), dtype=np.bool_)
+    _reason(possible, missing, facts, TOPIC_VALUES, cand, needs)
+    return cand, needs

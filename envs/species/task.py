@@ -178,7 +178,18 @@ def search(
     kb: KnowledgeBase, rows: np.ndarray, t: np.ndarray, value: np.ndarray, use: np.ndarray, k: int
 ) -> np.ndarray:
     """int64 (m, k): the top-k documents of index ``t`` of episodes ``rows`` for queries with
-    field values ``value`` (m, 3) restricted to fields ``use`` (m, 3) (-1: no more results)."""
+    field values ``value`` (m, 3) restricted to fields ``use`` (m, 3) (-1: no more results):
+    BM25 (:mod:`envs.species.ranking`), run compiled (:mod:`envs.species.ranking_jit`, the same
+    documents as :func:`search_reference`)."""
+    from envs.species.ranking_jit import search_kb  # numba is imported on the first search
+
+    return search_kb(kb, rows, t, value, use, k)
+
+
+def search_reference(
+    kb: KnowledgeBase, rows: np.ndarray, t: np.ndarray, value: np.ndarray, use: np.ndarray, k: int
+) -> np.ndarray:
+    """:func:`search` in numpy (the reference the compiled kernel is tested against)."""
     sc = bm25_scores(
         kb.terms[rows, t],
         kb.doc_idf[rows, t],

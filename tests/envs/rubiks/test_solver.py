@@ -61,3 +61,25 @@ def test_clashing_facts_leave_no_candidate():
     facts[0] = facts[1] = O if facts[0] != O else B  # white and green opposite the same colour
     cand = solver.candidates(p.possible[None], p.missing[None], facts[None])
     assert not cand.any()
+
+
+def test_compiled_reasoner_equals_candidates_and_needs():
+    # the env's reasoner runs solver_jit.reason: the solver's two answers on thousands of
+    # puzzles with no, some, all (true) facts and clashing (random) facts
+    from envs.rubiks.solver_jit import reason
+
+    gen = PuzzleGenerator((0.2, 0.4, 0.4))
+    puzzles = [gen(2**31 + i) for i in range(2000)]
+    pos = np.stack([p.possible for p in puzzles])
+    mis = np.stack([p.missing for p in puzzles])
+    world = np.array([p.world for p in puzzles])
+    rng = np.random.default_rng(0)
+    facts = np.where(rng.random((2000, N_TOPICS)) < 0.5, TOPIC_VALUES[world], -1)
+    facts[:200] = -1
+    facts[200:400] = TOPIC_VALUES[world[200:400]]
+    clash = rng.random(2000) < 0.1
+    facts[clash] = rng.integers(-1, 12, (int(clash.sum()), N_TOPICS))
+    cand, needs = reason(pos, mis, facts)
+    want_c, want_n = solver.candidates(pos, mis, facts), solver.needs(pos, mis, facts)
+    assert np.array_equal(cand, want_c) and np.array_equal(needs, want_n)
+    assert want_n.any() and not want_n.all() and (want_c.sum(axis=1) == 0).any()

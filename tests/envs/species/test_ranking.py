@@ -55,3 +55,64 @@ def test_dropping_a_field_ranks_its_distractor_first(kb, t, j):
     include = np.ones(3, bool)
     include[j] = False
     assert (_first(kb, t, include) == kb.distractor[:, t, j]).all()
+
+
+def test_saturation_kept_in_the_base_is_the_one_bm25_computes(kb):
+    got = bm25_scores(
+        kb.terms[:, 1],
+        kb.doc_idf[:, 1],
+        kb.length[:, 1],
+        kb.valid[:, 1],
+        kb.values[:, 1],
+        np.ones((len(kb.query), 3), bool),
+    )
+    again = bm25_scores(
+        kb.terms[:, 1],
+        kb.doc_idf[:, 1],
+        kb.length[:, 1],
+        kb.valid[:, 1],
+        kb.values[:, 1],
+        np.ones((len(kb.query), 3), bool),
+        sat=kb.sat[:, 1],
+    )
+    assert np.array_equal(got, again)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_compiled_search_returns_the_reference_documents(kb, k):
+    # every kind of query: the question's values, each field dropped, random values (mostly no
+    # match: all -1), values of random documents (ties between equal pages), no field used
+    from envs.species.task import search, search_reference
+
+    rng = np.random.default_rng(k)
+    n = len(kb.query)
+    m = 6000
+    rows = rng.integers(0, n, m)
+    t = rng.integers(0, 4, m)
+    doc = rng.integers(0, kb.num_docs, m)
+    value = np.where((rng.random(m) < 0.5)[:, None], kb.values[rows, t], kb.terms[rows, t, doc])
+    value = np.where(rng.random((m, 3)) < 0.1, rng.integers(-1, 50, (m, 3)), value)
+    use = rng.random((m, 3)) < 0.7
+    use[rng.random(m) < 0.05] = False
+    got = search(kb, rows, t, value, use, k)
+    want = search_reference(kb, rows, t, value, use, k)
+    assert got.shape == want.shape == (m, k)
+    assert np.array_equal(got, want)
+    assert (got >= 0).any() and (got == -1).any()
+
+
+def test_compiled_search_breaks_ties_as_the_reference(kb):
+    # documents 1 and 2 made copies of document 0: equal scores, the lower index first
+    from envs.species.task import search, search_reference
+
+    tied = kb.take(np.arange(200))
+    for d in (1, 2):
+        for a in (tied.terms, tied.doc_idf, tied.sat, tied.valid):
+            a[:, :, d] = a[:, :, 0]
+    rows = np.repeat(np.arange(200), 4)
+    t = np.tile(np.arange(4), 200)
+    value = tied.terms[rows, t, 0]
+    use = np.ones((len(rows), 3), bool)
+    got = search(tied, rows, t, value, use, 3)
+    assert np.array_equal(got, search_reference(tied, rows, t, value, use, 3))
+    assert (got == [0, 1, 2]).all(axis=1).mean() > 0.5  # the tie decides most of them
