@@ -68,7 +68,9 @@ class Policy(Protocol):
     generator: torch.Generator
     """the policy's own sampling generator (checkpointed; evaluation reseeds it)"""
     # optional: ``active_rows_only = True`` asks the rollout to pass only the rows of episodes
-    # still running to ``act`` (for policies whose acting is costly, e.g. a language model)
+    # still running to ``act`` (for policies whose acting is costly, e.g. a language model);
+    # ``row_logprobs(batch, rows)``: ``token_logprobs(batch.select(rows))`` without the copy
+    # (the update uses it when present; the MLP has it)
 
     def act(
         self, obs: dict[str, np.ndarray], greedy: bool = False

@@ -235,6 +235,20 @@ class MLPPolicy(nn.Module):
         zeros = torch.zeros((n, t), dtype=lp.dtype)
         return zeros.index_put(where, lp), zeros.index_put(where, e)
 
+    def row_logprobs(
+        self, batch: TokenBatch, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`token_logprobs` of ``batch.select(rows)`` without copying the selected rows:
+        the valid steps of ``rows`` are gathered from ``batch`` directly (the same steps in the
+        same order, so the same values and gradients). ``(len(rows), seq_len)`` each."""
+        on = batch.mask[rows] > 0
+        r, s = torch.nonzero(on, as_tuple=True)
+        src = (rows[r], s)
+        d = batch.data
+        lp, e = self.log_prob(d["inputs"][src], d["masks"][src], d["actions"][src])
+        zeros = torch.zeros(on.shape, dtype=lp.dtype)
+        return zeros.index_put((r, s), lp), zeros.index_put((r, s), e)
+
     def _relevance(self, actions: torch.Tensor) -> torch.Tensor:
         if self.relevance is None:
             return torch.ones(actions.shape, dtype=torch.float32)

@@ -388,11 +388,19 @@ def update_role(
 def _recompute(policy: Any, p: Prepared, mb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``policy.token_logprobs`` of minibatch ``mb`` of ``p``, run once per distinct source row
     (the copies alignment made share it) and gathered back to ``(len(mb), seq_len)``."""
+    # a policy with row_logprobs scores rows of the whole batch without copying them first
+    rows_fn = getattr(policy, "row_logprobs", None)
     if p.source is not None and len(mb) > 0:
         first, inv = distinct_rows(p.source[mb])
         if len(first) < len(mb):
-            logp, ent = policy.token_logprobs(p.tokens.select(mb[first]))
+            rows = mb[first]
+            if rows_fn is not None:
+                logp, ent = rows_fn(p.tokens, rows)
+            else:
+                logp, ent = policy.token_logprobs(p.tokens.select(rows))
             return logp[inv], ent[inv]
+    if rows_fn is not None:
+        return rows_fn(p.tokens, mb)
     return policy.token_logprobs(p.tokens.select(mb))
 
 

@@ -38,6 +38,6 @@ class LatencyModel:
     @staticmethod
     def sample(tool: np.ndarray, z: np.ndarray, med: np.ndarray, sig: np.ndarray) -> np.ndarray:
         """Latency of calls to tools ``tool`` (int ids, -1 = no tool -> 0 s) given normals ``z``."""
-        t = np.clip(tool, 0, None)
+        t = np.maximum(tool, 0)
         out = med[t] * np.exp(sig[t] * z)
         return np.where(tool >= 0, out, 0.0)

@@ -89,7 +89,9 @@ class SubEpisodes:
                 u = self._policy_uniforms(task, owners[idx], gidx[idx], t)
                 acts, lp = sample_masked(mask, task.nvec, u)
             else:
-                out = policy({k: v.copy() for k, v in obs.items()})
+                # the fields are fresh arrays (observe), already copied into obs_buf; only the
+                # mask is read again after the call, so the policy gets its own copy of it
+                out = policy(obs | {"action_mask": mask.copy()})
                 if not isinstance(out, tuple) or len(out) not in (2, 3):
                     raise ValueError(
                         f"sub-agent policy of role {role!r} must return (actions, logp) or "

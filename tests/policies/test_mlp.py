@@ -144,3 +144,37 @@ def test_token_logprobs_score_only_the_valid_steps():
     (logp.sum() + ent.sum()).backward()
     assert inputs.grad[valid == 0].abs().max() == 0
     assert inputs.grad[valid > 0].abs().sum(-1).min() > 0
+
+
+def test_row_logprobs_equal_token_logprobs_of_the_selected_rows():
+    """The update's path (issue 14): rows of the whole batch scored without copying them, the
+    same values (bit for bit) and gradients as token_logprobs of batch.select(rows)."""
+    from policies.base import TokenBatch
+
+    pol = MLPPolicy(OBS, ACT, hidden=8, seed=3)
+    g = torch.Generator().manual_seed(1)
+    n, t = 7, 4
+    inputs = torch.rand((n, t, pol.input_dim), generator=g)
+    masks = torch.ones((n, t, 5), dtype=torch.int8)
+    actions = torch.stack(
+        [torch.randint(0, 2, (n, t), generator=g), torch.randint(0, 3, (n, t), generator=g)], -1
+    )
+    valid = (torch.arange(t)[None, :] < torch.tensor([4, 3, 1, 2, 4, 0, 2])[:, None]).float()
+    batch = TokenBatch(
+        torch.zeros((n, t)), valid, {"inputs": inputs, "masks": masks, "actions": actions}
+    )
+    rows = torch.tensor([6, 0, 3, 5, 1])
+    grads = []
+    for fn in (
+        lambda: pol.token_logprobs(batch.select(rows)),
+        lambda: pol.row_logprobs(batch, rows),
+    ):
+        pol.zero_grad()
+        logp, ent = fn()
+        (logp.sum() + 0.5 * ent.sum()).backward()
+        grads.append(([q.grad.clone() for q in pol.parameters()], logp.detach(), ent.detach()))
+    (g0, lp0, e0), (g1, lp1, e1) = grads
+    assert lp0.shape == lp1.shape == (len(rows), t)
+    assert torch.equal(lp0, lp1) and torch.equal(e0, e1)
+    for a, b in zip(g0, g1, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

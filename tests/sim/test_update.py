@@ -25,6 +25,10 @@ class Counting(MLPPolicy):
         self.rows += len(batch)
         return super().token_logprobs(batch)
 
+    def row_logprobs(self, batch, rows):
+        self.rows += len(rows)
+        return super().row_logprobs(batch, rows)
+
 
 def _prepared(source: bool) -> Prepared:
     g = torch.Generator().manual_seed(1)
