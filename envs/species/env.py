@@ -79,7 +79,8 @@ class InvasiveSpeciesVectorEnv(HierarchicalVectorEnv):
             delegate_type=T.M_TOOL if flat else T.M_DELEGATE,
             render_mode=render_mode,
         )
-        self.state = T.MainState.empty(self.generator(np.zeros(self.num_envs, dtype=np.int64)))
+        # the state buffer: an uncached (writable) batch
+        self.state = T.MainState.empty(self.generator.generate(np.zeros(self.num_envs, np.int64)))
         tools, reserved = _main_tools(p), ()
         if self.flat:
             # kind 1 + t opens a search session for hop t stating the kept conditions (as a

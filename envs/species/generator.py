@@ -27,6 +27,7 @@ of N queries is a handful of numpy calls and the base of query q never depends o
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,6 +78,13 @@ class _Draws:
 def _other(value: np.ndarray, r: np.ndarray, domain) -> np.ndarray:
     """A value != ``value`` drawn from [0, domain) using random ints ``r`` (any shape)."""
     return (value + 1 + r % (domain - 1)) % domain
+
+
+CACHE_ROWS = 2048
+"""bases kept in the module's cache (rows of recent batches, about 22 KB each): a batch of
+query ids asked for again (each evaluation's held-out queries, a benchmark's query pool) is not
+generated again"""
+_CACHE: OrderedDict[tuple, KnowledgeBase] = OrderedDict()
 
 
 @dataclass(frozen=True)
@@ -141,7 +149,26 @@ class KnowledgeGenerator:
         )
 
     def __call__(self, query: np.ndarray) -> KnowledgeBase:
-        """Generate the bases of ``query`` (int64 (n,), each >= 0)."""
+        """The bases of ``query`` (int64 (n,), each >= 0): generated, or the cached batch when
+        the same query ids were asked for recently (:data:`CACHE_ROWS`; generation is a pure
+        function of the ids). The arrays are read-only (shared with the cache)."""
+        query = np.atleast_1d(np.asarray(query, dtype=np.int64))
+        key = (self, query.tobytes())
+        kb = _CACHE.get(key)
+        if kb is not None:
+            _CACHE.move_to_end(key)
+            return kb
+        kb = self.generate(query)
+        if len(query) <= CACHE_ROWS:
+            for a in kb.__dict__.values():
+                a.setflags(write=False)
+            _CACHE[key] = kb
+            while sum(len(v.query) for v in _CACHE.values()) > CACHE_ROWS:
+                _CACHE.popitem(last=False)
+        return kb
+
+    def generate(self, query: np.ndarray) -> KnowledgeBase:
+        """Generate the bases of ``query`` (int64 (n,), each >= 0), uncached."""
         query = np.atleast_1d(np.asarray(query, dtype=np.int64))
         n, e, docs = query.shape[0], self.n_species, self.num_docs
         dom = self.domains()
