@@ -58,24 +58,10 @@ def test_dropping_a_field_ranks_its_distractor_first(kb, t, j):
 
 
 def test_saturation_kept_in_the_base_is_the_one_bm25_computes(kb):
-    got = bm25_scores(
-        kb.terms[:, 1],
-        kb.doc_idf[:, 1],
-        kb.length[:, 1],
-        kb.valid[:, 1],
-        kb.values[:, 1],
-        np.ones((len(kb.query), 3), bool),
-    )
-    again = bm25_scores(
-        kb.terms[:, 1],
-        kb.doc_idf[:, 1],
-        kb.length[:, 1],
-        kb.valid[:, 1],
-        kb.values[:, 1],
-        np.ones((len(kb.query), 3), bool),
-        sat=kb.sat[:, 1],
-    )
-    assert np.array_equal(got, again)
+    args = [a[:, 1] for a in (kb.terms, kb.doc_idf, kb.length, kb.valid, kb.values)]
+    use = np.ones((len(kb.query), 3), bool)
+    got = bm25_scores(*args, use)
+    assert np.array_equal(got, bm25_scores(*args, use, sat=kb.sat[:, 1]))
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])
