@@ -91,12 +91,40 @@ def fingerprint() -> dict[str, str]:
         pass
     return {
         "cpu": cpu,
+        "isa": _isa(),
         "machine": platform.machine(),
         "python": ".".join(map(str, sys.version_info[:2])),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "numba": numba.__version__,
     }
+
+
+_ISA_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "amx_tile",
+)
+
+
+def _isa() -> str:
+    """The vector instruction sets that pick numpy's and torch's kernels (a virtual machine's
+    CPU name, e.g. "Intel(R) Xeon(R) Processor", can hide different generations)."""
+    import torch
+
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    line = next((x for x in text.splitlines() if x.startswith("flags")), "")
+    have = set(line.split(":", 1)[-1].split())
+    flags = [f for f in _ISA_FLAGS if f in have]
+    return f"torch {torch.backends.cpu.get_cpu_capability()}; " + " ".join(flags)
 
 
 def strip_time(row: dict) -> dict:
@@ -123,8 +151,12 @@ def recordings() -> dict[Path, dict]:
 
 
 def matching(recs: dict[Path, dict], here: dict[str, str]) -> Path | None:
-    """The recording whose fingerprint is ``here`` (None if no recording is)."""
-    return next((p for p, r in recs.items() if r["fingerprint"] == here), None)
+    """The recording whose fingerprint agrees with ``here`` on every key it recorded (a
+    recording older than a key does not check it); None if no recording does."""
+    return next(
+        (p for p, r in recs.items() if all(here.get(k) == v for k, v in r["fingerprint"].items())),
+        None,
+    )
 
 
 def _slug(cpu: str) -> str:
@@ -136,9 +168,12 @@ def _slug(cpu: str) -> str:
 def record(keep_others: bool = False) -> None:
     here = fingerprint()
     recs = recordings()
-    path = matching(recs, here) or (
-        GOLDEN if not recs else HERE / f"metrics-{_slug(here['cpu'])}.json"
-    )
+    path = matching(recs, here)
+    if path is None:  # a new machine: a file of its own (never another machine's)
+        path, i = (GOLDEN if not recs else HERE / f"metrics-{_slug(here['cpu'])}.json"), 1
+        while path.exists():
+            i += 1
+            path = HERE / f"metrics-{_slug(here['cpu'])}-{i}.json"
     res = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, flat in configs().items():
