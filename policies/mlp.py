@@ -227,13 +227,7 @@ class MLPPolicy(nn.Module):
         """Per-step log-probs and entropies ``(num_rows, seq_len)``: the policy runs on the
         valid steps only (``mask > 0``, gathered), scattered back; padding steps get 0 (and no
         gradient), which the loss masks out."""
-        n, t = batch.logp_old.shape
-        on = batch.mask > 0
-        where = torch.nonzero(on, as_tuple=True)
-        d = batch.data
-        lp, e = self.log_prob(d["inputs"][where], d["masks"][where], d["actions"][where])
-        zeros = torch.zeros((n, t), dtype=lp.dtype)
-        return zeros.index_put(where, lp), zeros.index_put(where, e)
+        return self.row_logprobs(batch, torch.arange(len(batch)))
 
     def row_logprobs(
         self, batch: TokenBatch, rows: torch.Tensor

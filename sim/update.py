@@ -388,20 +388,19 @@ def update_role(
 def _recompute(policy: Any, p: Prepared, mb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``policy.token_logprobs`` of minibatch ``mb`` of ``p``, run once per distinct source row
     (the copies alignment made share it) and gathered back to ``(len(mb), seq_len)``."""
-    # a policy with row_logprobs scores rows of the whole batch without copying them first
-    rows_fn = getattr(policy, "row_logprobs", None)
+    rows_fn = getattr(policy, "row_logprobs", None)  # scores rows without copying them first
+
+    def score(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if rows_fn is not None:
+            return rows_fn(p.tokens, rows)
+        return policy.token_logprobs(p.tokens.select(rows))
+
     if p.source is not None and len(mb) > 0:
         first, inv = distinct_rows(p.source[mb])
         if len(first) < len(mb):
-            rows = mb[first]
-            if rows_fn is not None:
-                logp, ent = rows_fn(p.tokens, rows)
-            else:
-                logp, ent = policy.token_logprobs(p.tokens.select(rows))
+            logp, ent = score(mb[first])
             return logp[inv], ent[inv]
-    if rows_fn is not None:
-        return rows_fn(p.tokens, mb)
-    return policy.token_logprobs(p.tokens.select(mb))
+    return score(mb)
 
 
 def distinct_rows(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

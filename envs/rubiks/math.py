@@ -62,13 +62,14 @@ class MathTask(SubAgentTask):
         st.applied = np.zeros((st.n, 2), bool)
 
     def _begin(self, st: SubState, idx: np.ndarray, main: MainEnv) -> None:
+        from envs.rubiks.solver_jit import reason  # numba: imported on first use
+
         owners = st.owner[idx]
         facts = st.instr[idx] - 1
         possible, missing = main.possible[owners], main.missing[owners]
         st.clues[idx] = main.clue_onehot[owners]
         st.cand[idx, 0] = solver.candidates(possible, missing, np.full_like(facts, -1))
-        st.cand[idx, 1] = solver.candidates(possible, missing, facts)
-        st.needs[idx] = solver.needs(possible, missing, facts)
+        st.cand[idx, 1], st.needs[idx] = reason(possible, missing, facts)
         st.work[idx] = True
         st.applied[idx] = False
 
