@@ -189,4 +189,13 @@ def record(keep_others: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    record(keep_others="--add" in sys.argv[1:])
+    import argparse
+
+    ap = argparse.ArgumentParser(
+        prog="python -m tests.golden.golden",
+        description="Record this machine's golden metrics (and remove other machines' files).",
+    )
+    ap.add_argument(
+        "--add", action="store_true", help="keep the other machines' recordings (no number changed)"
+    )
+    record(keep_others=ap.parse_args().add)
